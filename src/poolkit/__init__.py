@@ -1,0 +1,56 @@
+"""poolkit: max and average pooling for NumPy, forward and backward, PyTorch semantics.
+
+Functions mirror ``torch.nn.functional`` (``max_pool2d``, ``avg_pool2d``, ...,
+with matching ``*_backward`` functions); layers (``MaxPool2d``, ...) keep
+what backward needs; ``PoolingLayer`` is the textbook chapter's interface.
+"""
+from __future__ import annotations
+
+from . import _threads
+from ._threads import get_num_threads, set_num_threads, threads
+from .chapter import PoolingLayer, PoolingTypes
+from .functional import (
+    adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_avg_pool_backward,
+    adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,
+    avg_pool, avg_pool1d, avg_pool2d, avg_pool3d,
+    avg_pool_backward, avg_pool1d_backward, avg_pool2d_backward, avg_pool3d_backward,
+    global_avg_pool, global_avg_pool_backward, global_max_pool,
+    max_pool, max_pool1d, max_pool2d, max_pool3d,
+    max_pool_backward, max_pool1d_backward, max_pool2d_backward, max_pool3d_backward,
+    max_unpool1d, max_unpool2d, max_unpool3d, max_unpool_backward,
+    output_shape,
+)
+from .layers import (
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d,
+    AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d,
+)
+
+__version__ = "0.1.0"
+
+_threads._from_environment()
+
+
+def info() -> dict:
+    """Versions, threads and kernel-cache status (for bug reports and benchmark headers)."""
+    import platform
+
+    import numba
+    import numpy
+
+    from .backends._jit import CACHE_STATUS
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:          # no parallel kernel has run yet
+        layer = "not started"
+    return {
+        "poolkit": __version__,
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": get_num_threads(),
+        "threading_layer": layer,
+        "kernel_cache": CACHE_STATUS["mode"],
+    }

@@ -1,0 +1,175 @@
+"""The N-d core every public function and layer goes through.
+
+``prepare`` validates a call and fixes everything about it except the data (a
+:class:`Prepared`); ``run_forward`` pools an array with it and ``run_backward``
+pushes a gradient back.  Layers cache the :class:`Prepared` per input shape so
+that a training loop pays for the validation once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+from . import backends as _backends
+from ._geometry import Axis, as_bool, dim_names
+from ._layout import DtypePolicy, Layout, as_input_array, dtype_policy, resolve_axes
+from ._plan import Plan, make_plan, offsets_to_indices
+
+__all__ = ["Prepared", "Context", "prepare", "run_forward", "run_backward", "check_nan_policy",
+           "check_divisor_override"]
+
+WindowsFn = Callable[[Tuple[int, ...]], Tuple[Axis, ...]]
+
+
+def check_nan_policy(nan_policy) -> bool:
+    """True for ``"ignore"``, False for ``"propagate"``."""
+    if nan_policy not in ("propagate", "ignore"):
+        raise ValueError(f"`nan_policy` must be 'propagate' or 'ignore', but got nan_policy={nan_policy!r}.")
+    return nan_policy == "ignore"
+
+
+def check_divisor_override(divisor_override) -> Optional[int]:
+    if divisor_override is None:
+        return None
+    if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(divisor_override, (int, np.integer)):
+        raise TypeError(f"`divisor_override` must be None or a non-zero int, "
+                        f"but got divisor_override={divisor_override!r}.")
+    if divisor_override == 0:
+        raise ValueError("`divisor_override` must be non-zero (it divides every window sum), "
+                         "but got divisor_override=0.")
+    return int(divisor_override)
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A validated pooling call, minus the data."""
+
+    op: str
+    plan: Plan
+    layout: Layout
+    out_layout: Layout
+    policy: DtypePolicy
+    backend: ModuleType
+    in_shape: Tuple[int, ...]
+    out_shape: Tuple[int, ...]
+
+    @property
+    def in_sizes(self):
+        return self.layout.sizes
+
+    @property
+    def out_sizes(self):
+        return self.out_layout.sizes
+
+
+@dataclass(eq=False)
+class Context:
+    """What backward needs from a forward call: the prepared call and the saved state.
+
+    ``saved`` is the winning-tap offsets for max pooling (one byte per output
+    for windows under 255 taps), None for average pooling, or the divisors and
+    NaN mask for average pooling with ``nan_policy="ignore"``.
+    """
+
+    prepared: Prepared
+    saved: object
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of saved state (what a layer keeps between forward and backward)."""
+        s = self.saved
+        if s is None:
+            return 0
+        if isinstance(s, np.ndarray):
+            return s.nbytes
+        return sum(a.nbytes for a in s)
+
+
+def _check_sizes(shape, axes, channel_axis, name="x"):
+    for a in axes:
+        if shape[a] < 1:
+            raise ValueError(f"`{name}` must have non-empty pooled dimensions, but got shape {tuple(shape)} "
+                             f"(axis {a} has size 0).")
+    if channel_axis is not None and shape[channel_axis] < 1:
+        raise ValueError(f"`{name}` has an empty channel axis (shape {tuple(shape)}); only the batch "
+                         f"axis may be empty.")
+
+
+def prepare(op: str, x: np.ndarray, rank: int, windows: WindowsFn, *, data_format, axes, backend,
+            nan_policy="propagate", count_include_pad=True, divisor_override=None) -> Prepared:
+    """Validate one call (everything but the values in ``x``) and build its plan."""
+    policy = dtype_policy(x.dtype, op)
+    pooled, channel_axis = resolve_axes(x.shape, rank, data_format, axes)
+    _check_sizes(x.shape, pooled, channel_axis)
+    module = _backends.get_backend(backend)
+    nan_ignore = check_nan_policy(nan_policy)
+    cip = as_bool(count_include_pad, "count_include_pad")
+    override = check_divisor_override(divisor_override)
+    layout = Layout.make(tuple(x.shape), pooled)
+    win = windows(layout.sizes)
+    plan = make_plan(op, tuple(win), layout.batch, layout.channels, nan_ignore and policy.compute.kind == "f",
+                     cip, override)
+    out_shape = layout.user_shape(tuple(a.out for a in win))
+    out_layout = Layout.make(out_shape, pooled)
+    return Prepared(op, plan, layout, out_layout, policy, module, tuple(x.shape), out_shape)
+
+
+def run_forward(p: Prepared, x: np.ndarray, *, return_indices: bool = False, keep: bool = True):
+    """Pool ``x``. Returns ``(y, indices or None, Context or None)``."""
+    x5 = p.layout.to_canonical(x)
+    if p.policy.converts:
+        x5 = x5.astype(p.policy.compute)
+    if x5.size == 0 or p.plan.out_shape[0] * p.plan.out_shape[4] == 0:
+        out5 = np.zeros(p.plan.out_shape, dtype=x5.dtype)
+        saved = (np.zeros(p.plan.out_shape, dtype=p.plan.off_dtype) if p.op == "max" else None)
+    elif p.op == "max":
+        out5, saved = p.backend.max_forward(x5, p.plan)
+    else:
+        out5, saved = p.backend.avg_forward(x5, p.plan)
+    y = p.out_layout.from_canonical(out5, p.out_sizes)
+    if p.policy.converts:
+        y = y.astype(p.policy.result)
+    indices = None
+    if return_indices:
+        indices = p.out_layout.from_canonical(offsets_to_indices(saved, p.plan), p.out_sizes)
+    return y, indices, (Context(p, saved) if keep else None)
+
+
+def check_grad(grad_output, shape, dtype, name="grad_output") -> np.ndarray:
+    """The upstream gradient as an array of the expected shape and dtype, or a clear error."""
+    g = as_input_array(grad_output, name)
+    if tuple(g.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have the shape of the pooled output, {tuple(shape)}, "
+                         f"but got shape {tuple(g.shape)}.")
+    if dtype.kind in "iu":
+        # Integer max pooling: the gradient is real-valued; it keeps its own float dtype.
+        if g.dtype.kind != "f" and g.dtype.name != "bfloat16":
+            raise TypeError(f"`{name}` must be floating point, but got dtype={g.dtype}.")
+    elif g.dtype != dtype:
+        raise TypeError(f"`{name}` must have the output's dtype, {dtype}, but got dtype={g.dtype}.")
+    return g
+
+
+def run_backward(ctx: Context, grad_output, name: str = "grad_output") -> np.ndarray:
+    """Gradient with respect to the input of the forward call that made ``ctx``."""
+    p = ctx.prepared
+    g = check_grad(grad_output, p.out_shape, p.policy.result, name)
+    gpol = dtype_policy(g.dtype, "avg")          # float16/bfloat16 gradients compute in float32
+    g5 = p.out_layout.to_canonical(g)
+    if gpol.converts:
+        g5 = g5.astype(gpol.compute)
+    if g5.size == 0 or int(np.prod(p.plan.in_shape)) == 0:
+        gx5 = np.zeros(p.plan.in_shape, dtype=g5.dtype)
+    elif p.op == "max":
+        gx5 = p.backend.max_backward(g5, ctx.saved, p.plan)
+    else:
+        gx5 = p.backend.avg_backward(g5, ctx.saved, p.plan)
+    gx = p.layout.from_canonical(gx5, p.in_sizes)
+    return gx.astype(gpol.result) if gpol.converts else gx
+
+
+def describe_dims(rank: int) -> str:
+    return "x".join(dim_names(rank))

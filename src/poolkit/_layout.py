@@ -1,0 +1,184 @@
+"""Input checks, dtype policy and the canonical kernel layout.
+
+Every backend works on one layout: a C-contiguous array of shape
+``(B, D, H, W, C)``: ``B`` the axes before the pooled ones (batch, and channels
+for channels-first data), ``D, H, W`` the pooled axes (1-D and 2-D pooling get
+leading size-1 axes), ``C`` the axes after them (channels for channels-last
+data, 1 otherwise).  :class:`Layout` maps a user's array to that view and back
+without copying when the array already has that memory order.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["Layout", "DtypePolicy", "as_input_array", "dtype_policy", "resolve_axes"]
+
+_FORMATS = {
+    1: {"NCL": "first", "NLC": "last"},
+    2: {"NCHW": "first", "NHWC": "last"},
+    3: {"NCDHW": "first", "NDHWC": "last"},
+}
+_GENERIC = {"CHANNELS_FIRST": "first", "CHANNELS_LAST": "last"}
+
+
+def as_input_array(x, name: str = "x") -> np.ndarray:
+    """``np.asarray`` with a clear error for things that are not arrays of numbers."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"`{name}` must be an array of numbers, but np.asarray({name}) failed: {exc}") from None
+
+
+# --------------------------------------------------------------------------- #
+# dtypes
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class DtypePolicy:
+    """How an input dtype is computed: ``compute`` inside the kernels, ``result`` returned."""
+
+    compute: np.dtype
+    result: np.dtype
+
+    @property
+    def converts(self) -> bool:
+        return self.compute != self.result
+
+
+def _is_bfloat16(dt: np.dtype) -> bool:
+    return dt.name == "bfloat16"
+
+
+@functools.lru_cache(maxsize=64)
+def dtype_policy(dtype: np.dtype, op: str) -> DtypePolicy:
+    """Check ``dtype`` for pooling ``op`` ("max" or "avg") and pick the compute dtype.
+
+    float32/float64 compute as themselves; float16 and bfloat16 compute in
+    float32 and come back in their own dtype. Integers are exact under max
+    pooling; average pooling of integers raises, as it would have to round.
+    """
+    dt = np.dtype(dtype)
+    if dt in (np.float32, np.float64):
+        return DtypePolicy(dt, dt)
+    if dt == np.float16 or _is_bfloat16(dt):
+        return DtypePolicy(np.dtype(np.float32), dt)
+    if dt.kind in "iu":
+        if op == "max":
+            return DtypePolicy(dt, dt)
+        raise TypeError(
+            f"average pooling of integer input (dtype={dt}) would have to round; "
+            f"cast it first, e.g. x.astype(np.float32).")
+    if dt.kind == "f":
+        raise TypeError(f"dtype={dt} is not supported: use float16, float32, float64 or bfloat16.")
+    raise TypeError(
+        f"pooling needs real numbers, but got an array of dtype={dt}; "
+        f"supported: float16, float32, float64, bfloat16 and (max pooling) integers.")
+
+
+# --------------------------------------------------------------------------- #
+# layout
+# --------------------------------------------------------------------------- #
+def _format_kind(data_format: str, rank: int) -> str:
+    if not isinstance(data_format, str):
+        raise TypeError(f"`data_format` must be a string, but got data_format={data_format!r}.")
+    key = data_format.upper()
+    kinds = dict(_FORMATS.get(rank, {}), **_GENERIC)
+    if key not in kinds:
+        allowed = ", ".join(repr(k) for k in list(_FORMATS.get(rank, {})) + ["channels_first", "channels_last"])
+        raise ValueError(f"`data_format` must be one of {allowed} for {rank}-D pooling, "
+                         f"but got data_format={data_format!r}.")
+    return kinds[key]
+
+
+def resolve_axes(shape: Tuple[int, ...], rank: int, data_format: str, axes,
+                 name: str = "x") -> Tuple[Tuple[int, ...], Optional[int]]:
+    """Which axes of an array of ``shape`` are pooled, and which (if any) is the channel axis.
+
+    ``axes`` (explicit) wins over ``data_format``. With ``data_format`` the
+    input must be batched (rank+2 dims) or unbatched (rank+1 dims).
+    """
+    ndim = len(shape)
+    if axes is not None:
+        if isinstance(axes, (int, np.integer)) and not isinstance(axes, bool):
+            axes = (axes,)
+        if not isinstance(axes, (tuple, list)) or not all(
+                isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
+            raise TypeError(f"`axes` must be an int or a tuple of ints, but got axes={axes!r}.")
+        if len(axes) != rank:
+            raise ValueError(f"`axes` must name {rank} axes for {rank}-D pooling, but got axes={tuple(axes)!r}.")
+        norm = []
+        for a in axes:
+            if not -ndim <= a < ndim:
+                raise ValueError(f"`axes`={tuple(axes)!r} is out of range for `{name}` with {ndim} dimensions.")
+            norm.append(int(a) % ndim)
+        if len(set(norm)) != len(norm):
+            raise ValueError(f"`axes` must not repeat an axis, but got axes={tuple(axes)!r}.")
+        return tuple(norm), None
+    kind = _format_kind(data_format, rank)
+    if ndim not in (rank + 1, rank + 2):
+        raise ValueError(
+            f"`{name}` must have {rank + 2} dimensions (batched) or {rank + 1} (unbatched) for "
+            f"{rank}-D pooling with data_format={data_format!r}, but got shape {tuple(shape)}.")
+    if kind == "first":
+        return tuple(range(ndim - rank, ndim)), ndim - rank - 1
+    return tuple(range(ndim - rank - 1, ndim - 1)), ndim - 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Maps an array of ``shape`` pooled over ``axes`` to ``(B, D, H, W, C)`` and back."""
+
+    shape: Tuple[int, ...]
+    axes: Tuple[int, ...]
+    perm: Optional[Tuple[int, ...]]      # transpose applied before the reshape, or None
+    batch: int
+    channels: int
+
+    @classmethod
+    @functools.lru_cache(maxsize=256)
+    def make(cls, shape: Tuple[int, ...], axes: Tuple[int, ...]) -> "Layout":
+        r = len(axes)
+        lo = min(axes)
+        if tuple(axes) == tuple(range(lo, lo + r)):
+            # Pooled axes already adjacent and in order: a reshape suffices.
+            return cls(shape, axes, None, int(np.prod(shape[:lo], dtype=np.int64)),
+                       int(np.prod(shape[lo + r:], dtype=np.int64)))
+        # Otherwise move them last (in the order given): (others..., pooled...).
+        others = tuple(i for i in range(len(shape)) if i not in axes)
+        perm = others + tuple(axes)
+        return cls(shape, axes, perm, int(np.prod([shape[i] for i in others], dtype=np.int64)), 1)
+
+    @property
+    def sizes(self) -> Tuple[int, ...]:
+        return tuple(self.shape[a] for a in self.axes)
+
+    def canonical_shape(self, sizes: Sequence[int]) -> Tuple[int, int, int, int, int]:
+        s = (1,) * (3 - len(sizes)) + tuple(sizes)
+        return (self.batch,) + s + (self.channels,)
+
+    def to_canonical(self, x: np.ndarray) -> np.ndarray:
+        """A C-contiguous ``(B, D, H, W, C)`` view of ``x`` (a copy only when needed)."""
+        if self.perm is not None:
+            x = x.transpose(self.perm)                       # (others..., pooled...)
+        return np.ascontiguousarray(x.reshape(self.canonical_shape(self.sizes)))
+
+    def user_shape(self, sizes: Sequence[int]) -> Tuple[int, ...]:
+        """Shape of a result whose pooled axes have ``sizes``, in the user's layout."""
+        shape = list(self.shape)
+        for a, n in zip(self.axes, sizes):
+            shape[a] = n
+        return tuple(shape)
+
+    def from_canonical(self, y5: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+        """Undo :meth:`to_canonical` for a result whose pooled axes have ``sizes``."""
+        if self.perm is None:
+            return y5.reshape(self.user_shape(sizes))
+        # (B, D, H, W, 1) -> (others..., pooled...) -> user's axis order
+        others = tuple(self.shape[i] for i in self.perm[: len(self.perm) - len(self.axes)])
+        y = y5.reshape(others + tuple(sizes))
+        return y.transpose(np.argsort(self.perm))

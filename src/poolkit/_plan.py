@@ -1,0 +1,135 @@
+"""The N-d core's description of one pooling: what every backend receives.
+
+A :class:`Plan` says how to pool a canonical ``(B, D, H, W, C)`` array: the
+windows along D, H and W (1-D and 2-D pooling use trivial leading axes), the
+reduction and its options.  Backends never see user arguments, only plans.
+
+Max pooling records, for every output, the *offset* of the winning tap inside
+its window, ``(jd * KH + jh) * KW + jw``, in one byte when the window has fewer
+than 255 taps.  That is all backward needs; PyTorch-style flat indices are
+derived from it on request (:func:`offsets_to_indices`).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ._geometry import Axis
+
+__all__ = ["Plan", "make_plan", "offsets_to_indices"]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """How to pool one canonical array.
+
+    Attributes
+    ----------
+    op : {"max", "avg"}
+    axes : tuple of three Axis
+        Windows along D, H, W.
+    in_shape, out_shape : tuple of five ints
+        ``(B, D, H, W, C)`` and ``(B, OD, OH, OW, C)``.
+    nan_ignore : bool
+        ``nan_policy="ignore"``: NaN elements are left out of their windows.
+    count_include_pad : bool
+    divisor_override : int or None
+    """
+
+    op: str
+    axes: Tuple[Axis, Axis, Axis]
+    in_shape: Tuple[int, int, int, int, int]
+    out_shape: Tuple[int, int, int, int, int]
+    nan_ignore: bool = False
+    count_include_pad: bool = True
+    divisor_override: Optional[int] = None
+
+    @property
+    def taps(self) -> Tuple[int, int, int]:
+        return tuple(a.taps for a in self.axes)
+
+    @property
+    def window_volume(self) -> int:
+        kd, kh, kw = self.taps
+        return kd * kh * kw
+
+    @property
+    def off_dtype(self) -> np.dtype:
+        """One byte per output when the window is small enough (the common case)."""
+        return np.dtype(np.uint8) if self.window_volume < 255 else np.dtype(np.int32)
+
+    @property
+    def sentinel(self) -> int:
+        """Offset of a window with no winner (wholly in padding, or all-NaN when ignored)."""
+        return 255 if self.off_dtype == np.uint8 else -1
+
+    @functools.cached_property
+    def table(self) -> np.ndarray:
+        """``int64 (3, 5, max_out)``: start, lo, hi, padded count, step per axis (for kernels)."""
+        n = max(a.out for a in self.axes)
+        t = np.zeros((3, 5, n), dtype=np.int64)
+        for i, a in enumerate(self.axes):
+            t[i, 0, : a.out] = a.start
+            t[i, 1, : a.out] = a.lo
+            t[i, 2, : a.out] = a.hi
+            t[i, 3, : a.out] = a.padded
+            t[i, 4, :] = a.step
+        t.setflags(write=False)
+        return t
+
+    @functools.cached_property
+    def divisor(self) -> Optional[np.ndarray]:
+        """Average pooling divisor per output position, ``float64 (OD, OH, OW)``; None for NaN-ignore.
+
+        ``divisor_override`` if given, else the product over axes of the taps
+        inside the padded extent (``count_include_pad``) or inside the input.
+        """
+        if self.op != "avg" or self.nan_ignore:
+            return None
+        if self.divisor_override is not None:
+            return np.full(self.out_shape[1:4], float(self.divisor_override))
+        f = [(a.padded if self.count_include_pad else a.valid).astype(np.float64) for a in self.axes]
+        d = f[0][:, None, None] * f[1][None, :, None] * f[2][None, None, :]   # (OD, OH, OW)
+        d.setflags(write=False)
+        return d
+
+    def saved_nbytes(self) -> int:
+        """Bytes a layer keeps between forward and backward for this plan."""
+        n_out = int(np.prod(self.out_shape, dtype=np.int64))
+        if self.op == "max":
+            return n_out * self.off_dtype.itemsize
+        if self.nan_ignore:
+            # per-output divisor (float64) and a per-input NaN mask (bool)
+            return n_out * 8 + int(np.prod(self.in_shape, dtype=np.int64))
+        return 0
+
+
+@functools.lru_cache(maxsize=512)
+def make_plan(op: str, axes: Tuple[Axis, ...], batch: int, channels: int, nan_ignore: bool = False,
+              count_include_pad: bool = True, divisor_override: Optional[int] = None) -> Plan:
+    """Build (and cache) the plan for ``axes`` (1 to 3 of them, padded up to D, H, W)."""
+    from ._geometry import trivial_axis
+
+    full = (trivial_axis(),) * (3 - len(axes)) + tuple(axes)
+    in_shape = (batch,) + tuple(a.size for a in full) + (channels,)
+    out_shape = (batch,) + tuple(a.out for a in full) + (channels,)
+    return Plan(op, full, in_shape, out_shape, nan_ignore, count_include_pad, divisor_override)
+
+
+def offsets_to_indices(off: np.ndarray, plan: Plan) -> np.ndarray:
+    """Turn window offsets into PyTorch's flat indices into each input plane (int64, -1 for none)."""
+    ad, ah, aw = plan.axes
+    kd, kh, kw = plan.taps
+    o = off.astype(np.int64)
+    jd, rem = np.divmod(o, kh * kw)
+    jh, jw = np.divmod(rem, kw)
+    # positions: (B, OD, OH, OW, C) via broadcasting of the per-axis starts
+    pd = ad.start[None, :, None, None, None] + jd * ad.step
+    ph = ah.start[None, None, :, None, None] + jh * ah.step
+    pw = aw.start[None, None, None, :, None] + jw * aw.step
+    idx = (pd * ah.size + ph) * aw.size + pw
+    idx[off == plan.sentinel] = -1
+    return idx

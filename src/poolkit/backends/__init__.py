@@ -1,0 +1,50 @@
+"""Backends: interchangeable implementations of one small contract.
+
+Every backend is a module with these functions, all on canonical
+``(B, D, H, W, C)`` C-contiguous arrays in the compute dtype (see
+:class:`poolkit._plan.Plan`):
+
+``max_forward(x, plan) -> (out, off)``
+    Max of each window and the offset of the winning tap (``plan.off_dtype``,
+    ``plan.sentinel`` when there is none).
+``max_backward(grad, off, plan) -> grad_input``
+``avg_forward(x, plan) -> (out, saved)``
+    ``saved`` is None, or with ``nan_policy="ignore"`` the pair
+    ``(divisors, nan_mask)`` that backward needs.
+``avg_backward(grad, saved, plan) -> grad_input``
+``scatter(values, idx, size, accumulate) -> out``
+    ``(B, P, C)`` values sent to flat positions ``idx`` of ``(B, size, C)``, in
+    order (``+=`` or last-write-wins); negative indices are skipped.
+
+Backends:
+
+``"numba"``
+    The chapter's method 1: loop kernels compiled with Numba, multi-threaded,
+    with specialised kernels for common windows.
+``"img2col"``
+    The chapter's method 2: vectorised NumPy over strided window views.
+``"reference"``
+    Plain Python loops, slow and obviously correct: the tests' oracle.
+``"auto"``
+    ``"numba"``: it is the fastest on every configuration we measured
+    (see ``benchmarks/``).
+"""
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import img2col, numba_loops, reference
+
+BACKENDS = {"numba": numba_loops, "img2col": img2col, "reference": reference}
+NAMES = ("auto",) + tuple(BACKENDS)
+
+
+def get_backend(name) -> ModuleType:
+    """The backend module for ``name`` ("auto", "numba", "img2col" or "reference")."""
+    if name == "auto":
+        return numba_loops
+    try:
+        return BACKENDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"`backend` must be one of {', '.join(map(repr, NAMES))}, "
+                         f"but got backend={name!r}.") from None

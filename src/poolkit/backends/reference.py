@@ -1,0 +1,173 @@
+"""The reference backend: plain Python loops over output positions and window taps.
+
+Slow and obviously correct; the tests use it as the oracle for the fast
+backends.  Each window is read straight from its definition -- tap ``j`` of
+window ``o`` sits at ``start[o] + j * step`` and counts only inside the input --
+and scanned in order (D, then H, then W), with NumPy only vectorising over the
+batch and channel axes.
+
+Max rule (PyTorch's CPU kernels): a tap replaces the running winner when it is
+greater, or when it is NaN; the first valid tap always starts the scan.  So
+ties go to the first maximum and a NaN window reports its last NaN.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .._plan import Plan
+
+name = "reference"
+
+
+def _window(plan: Plan, o):
+    """(offset, (pd, ph, pw)) for each tap of window ``o`` inside the input, in scan order."""
+    kd, kh, kw = plan.taps
+    taps = []
+    for j in itertools.product(range(kd), range(kh), range(kw)):
+        pos = []
+        for a, oi, ji in zip(plan.axes, o, j):
+            length = a.kernel if a.regular else int(a.hi[oi])     # adaptive windows vary
+            p = int(a.start[oi]) + ji * a.step
+            if ji >= length or not 0 <= p < a.size:
+                break
+            pos.append(p)
+        else:
+            taps.append(((j[0] * kh + j[1]) * kw + j[2], tuple(pos)))
+    return taps
+
+
+def _padded_count(plan: Plan, o) -> int:
+    """Taps of window ``o`` inside the padded extent (PyTorch's count_include_pad divisor)."""
+    n = 1
+    for a, oi in zip(plan.axes, o):
+        if not a.regular:
+            n *= int(a.hi[oi])
+            continue
+        n *= sum(1 for j in range(a.kernel)
+                 if -a.pad_before <= int(a.start[oi]) + j * a.step < a.size + a.pad_after)
+    return n
+
+
+def _outputs(plan: Plan):
+    return itertools.product(*(range(a.out) for a in plan.axes))
+
+
+def _lowest(dtype):
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def max_forward(x: np.ndarray, plan: Plan):
+    out = np.empty(plan.out_shape, dtype=x.dtype)
+    off = np.empty(plan.out_shape, dtype=plan.off_dtype)
+    B, C = x.shape[0], x.shape[4]
+    for o in _outputs(plan):
+        best = np.full((B, C), _lowest(x.dtype), dtype=x.dtype)
+        best_k = np.full((B, C), plan.sentinel, dtype=np.int64)
+        taps = _window(plan, o)
+        for k, (pd, ph, pw) in taps:
+            v = x[:, pd, ph, pw, :]
+            isnan = v != v
+            none_yet = best_k == plan.sentinel
+            if plan.nan_ignore:
+                take = ~isnan & (none_yet | (v > best))
+            else:
+                take = none_yet | (v > best) | isnan
+            best = np.where(take, v, best)
+            best_k = np.where(take, k, best_k)
+        if plan.nan_ignore and taps:
+            # all-NaN window: NaN out, no winner
+            best = np.where(best_k == plan.sentinel, np.nan, best)
+        out[(slice(None),) + o] = best
+        off[(slice(None),) + o] = best_k
+    return out, off
+
+
+def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
+    gx = np.zeros(plan.in_shape, dtype=grad.dtype)
+    bi, ci = np.meshgrid(np.arange(grad.shape[0]), np.arange(grad.shape[4]), indexing="ij")
+    for o in _outputs(plan):
+        for k, pos in _window(plan, o):
+            hit = off[(slice(None),) + o] == k                      # (B, C)
+            g = grad[(slice(None),) + o]
+            gx[(bi[hit],) + pos + (ci[hit],)] += g[hit]
+    return gx
+
+
+def avg_forward(x: np.ndarray, plan: Plan):
+    out = np.empty(plan.out_shape, dtype=x.dtype)
+    nan_mask = np.isnan(x) if plan.nan_ignore else None
+    divisors = np.empty(plan.out_shape, dtype=x.dtype) if plan.nan_ignore else None
+    B, C = x.shape[0], x.shape[4]
+    for o in _outputs(plan):
+        taps = _window(plan, o)
+        total = np.zeros((B, C), dtype=x.dtype)
+        nans = np.zeros((B, C), dtype=np.int64)
+        for _, (pd, ph, pw) in taps:
+            v = x[:, pd, ph, pw, :]
+            if plan.nan_ignore:
+                nans += np.isnan(v)
+                v = np.where(np.isnan(v), 0, v)
+            total = total + v
+        if plan.divisor_override is not None:
+            div = np.full((B, C), float(plan.divisor_override))
+        else:
+            n = _padded_count(plan, o) if plan.count_include_pad else len(taps)
+            div = np.full((B, C), float(n))
+        if plan.nan_ignore:
+            if plan.divisor_override is None:
+                div = div - nans
+            # a window whose input elements are all NaN has no mean (and no gradient)
+            all_nan = (nans == len(taps)) & (len(taps) > 0)
+            div = np.where(all_nan, np.nan, div)
+            divisors[(slice(None),) + o] = div
+        if not taps:
+            res = np.zeros((B, C), dtype=x.dtype)          # window wholly in padding
+        else:
+            res = (total / div.astype(x.dtype)).astype(x.dtype)
+        out[(slice(None),) + o] = res
+    saved = (divisors, nan_mask) if plan.nan_ignore else None
+    return out, saved
+
+
+def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
+    gx = np.zeros(plan.in_shape, dtype=grad.dtype)
+    for o in _outputs(plan):
+        taps = _window(plan, o)
+        if not taps:
+            continue
+        g = grad[(slice(None),) + o]
+        if plan.nan_ignore:
+            divisors, nan_mask = saved
+            div = divisors[(slice(None),) + o]
+            share = np.where(np.isnan(div), 0, g / np.where(np.isnan(div), 1, div).astype(grad.dtype))
+        elif plan.divisor_override is not None:
+            share = g / grad.dtype.type(plan.divisor_override)
+        else:
+            n = _padded_count(plan, o) if plan.count_include_pad else len(taps)
+            share = g / grad.dtype.type(n)
+        for _, pos in taps:
+            idx = (slice(None),) + pos
+            if plan.nan_ignore:
+                gx[idx] += np.where(nan_mask[idx], 0, share)
+            else:
+                gx[idx] += share
+    return gx
+
+
+def scatter(values: np.ndarray, idx: np.ndarray, size: int, accumulate: bool) -> np.ndarray:
+    """``out[b, idx[b, p, c], c] (+)= values[b, p, c]`` in order; (B, P, C) -> (B, size, C)."""
+    B, P, C = values.shape
+    out = np.zeros((B, size, C), dtype=values.dtype)
+    for b in range(B):
+        for p in range(P):
+            for c in range(C):
+                i = idx[b, p, c]
+                if i < 0:
+                    continue
+                if accumulate:
+                    out[b, i, c] += values[b, p, c]
+                else:
+                    out[b, i, c] = values[b, p, c]
+    return out
