@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import _threads
 from ._threads import get_num_threads, set_num_threads, threads
 from .chapter import PoolingLayer, PoolingTypes
+from .explain import explain_pooling
 from .functional import (
     adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_avg_pool_backward,
     adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,

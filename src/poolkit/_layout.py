@@ -26,13 +26,19 @@ _GENERIC = {"CHANNELS_FIRST": "first", "CHANNELS_LAST": "last"}
 
 
 def as_input_array(x, name: str = "x") -> np.ndarray:
-    """``np.asarray`` with a clear error for things that are not arrays of numbers."""
-    if isinstance(x, np.ndarray):
-        return x
-    try:
-        return np.asarray(x)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"`{name}` must be an array of numbers, but np.asarray({name}) failed: {exc}") from None
+    """``np.asarray`` with a clear error for things that are not arrays of numbers.
+
+    Arrays in non-native byte order (e.g. ``'>f8'`` read from a file) come back
+    as a native-order copy: the kernels only know native dtypes.
+    """
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"`{name}` must be an array of numbers, but np.asarray({name}) failed: {exc}") from None
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    return x
 
 
 # --------------------------------------------------------------------------- #
@@ -153,7 +159,7 @@ class Layout:
         perm = others + tuple(axes)
         return cls(shape, axes, perm, int(np.prod([shape[i] for i in others], dtype=np.int64)), 1)
 
-    @property
+    @functools.cached_property
     def sizes(self) -> Tuple[int, ...]:
         return tuple(self.shape[a] for a in self.axes)
 
@@ -161,11 +167,16 @@ class Layout:
         s = (1,) * (3 - len(sizes)) + tuple(sizes)
         return (self.batch,) + s + (self.channels,)
 
+    @functools.cached_property
+    def canonical(self) -> Tuple[int, int, int, int, int]:
+        """``(B, D, H, W, C)`` of an array of this layout's own shape."""
+        return self.canonical_shape(self.sizes)
+
     def to_canonical(self, x: np.ndarray) -> np.ndarray:
         """A C-contiguous ``(B, D, H, W, C)`` view of ``x`` (a copy only when needed)."""
         if self.perm is not None:
             x = x.transpose(self.perm)                       # (others..., pooled...)
-        return np.ascontiguousarray(x.reshape(self.canonical_shape(self.sizes)))
+        return np.ascontiguousarray(x.reshape(self.canonical))
 
     def user_shape(self, sizes: Sequence[int]) -> Tuple[int, ...]:
         """Shape of a result whose pooled axes have ``sizes``, in the user's layout."""
@@ -177,7 +188,7 @@ class Layout:
     def from_canonical(self, y5: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
         """Undo :meth:`to_canonical` for a result whose pooled axes have ``sizes``."""
         if self.perm is None:
-            return y5.reshape(self.user_shape(sizes))
+            return y5.reshape(self.shape if tuple(sizes) == self.sizes else self.user_shape(sizes))
         # (B, D, H, W, 1) -> (others..., pooled...) -> user's axis order
         others = tuple(self.shape[i] for i in self.perm[: len(self.perm) - len(self.axes)])
         y = y5.reshape(others + tuple(sizes))

@@ -12,7 +12,7 @@ derived from it on request (:func:`offsets_to_indices`).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import numpy as np
@@ -46,25 +46,35 @@ class Plan:
     nan_ignore: bool = False
     count_include_pad: bool = True
     divisor_override: Optional[int] = None
+    # Per-plan values a backend derives once (kernel tables and the like), keyed by backend.
+    scratch: dict = field(default_factory=dict, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def taps(self) -> Tuple[int, int, int]:
         return tuple(a.taps for a in self.axes)
 
-    @property
+    @functools.cached_property
     def window_volume(self) -> int:
         kd, kh, kw = self.taps
         return kd * kh * kw
 
-    @property
+    @functools.cached_property
     def off_dtype(self) -> np.dtype:
         """One byte per output when the window is small enough (the common case)."""
         return np.dtype(np.uint8) if self.window_volume < 255 else np.dtype(np.int32)
 
-    @property
+    @functools.cached_property
     def sentinel(self) -> int:
         """Offset of a window with no winner (wholly in padding, or all-NaN when ignored)."""
         return 255 if self.off_dtype == np.uint8 else -1
+
+    @functools.cached_property
+    def in_size(self) -> int:
+        return int(np.prod(self.in_shape, dtype=np.int64))
+
+    @functools.cached_property
+    def out_size(self) -> int:
+        return int(np.prod(self.out_shape, dtype=np.int64))
 
     @functools.cached_property
     def table(self) -> np.ndarray:

@@ -25,7 +25,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     module = bench if args.command == "bench" else explain
-    return module.run(args)
+    try:
+        return module.run(args)
+    except BrokenPipeError:
+        # `poolkit bench --json | head`: the reader left; quietly stop writing.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,9 +33,16 @@ __all__ = [
 _FIRST = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
 
 
-def _rank_of(x_ndim: int, kernel_size, axes) -> int:
+_FORMAT_RANK = {"NCL": 1, "NLC": 1, "NCHW": 2, "NHWC": 2, "NCDHW": 3, "NDHWC": 3}
+
+
+def _rank_of(x_ndim: int, kernel_size, axes, data_format=None) -> int:
     if axes is not None:
         return 1 if isinstance(axes, (int, np.integer)) else len(axes)
+    # A rank-specific name ("NCHW", ...) fixes the rank; without it an unbatched
+    # (C, H, W) shape would be taken for a batched 1-D one.
+    if isinstance(data_format, str) and data_format.upper() in _FORMAT_RANK:
+        return _FORMAT_RANK[data_format.upper()]
     if isinstance(kernel_size, (tuple, list)):
         return len(kernel_size)
     return max(x_ndim - 2, 1)
@@ -127,7 +134,7 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     array([[4., 5.],
            [3., 4.]])
     """
-    rank = _rank_of(np.ndim(x), kernel_size, axes)
+    rank = _rank_of(np.ndim(x), kernel_size, axes, data_format)
     return _max(rank, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                 data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
 
@@ -242,7 +249,7 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     array([[2.5 , 2.25],
            [1.75, 1.75]])
     """
-    rank = _rank_of(np.ndim(x), kernel_size, axes)
+    rank = _rank_of(np.ndim(x), kernel_size, axes, data_format)
     return _avg(rank, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
                 data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
 
@@ -343,7 +350,8 @@ def _index_scatter(rank, values, indices, shape, out_sizes_known, *, data_format
     if pol.converts:
         v5 = v5.astype(pol.compute)
     module = _backends.get_backend(backend)
-    out = module.scatter(v5.reshape(B, -1, C), i5.reshape(B, -1, C), plane, accumulate)
+    P = v5.shape[1] * v5.shape[2] * v5.shape[3]        # explicit: reshape(B, -1, C) fails for B == 0
+    out = module.scatter(v5.reshape(B, P, C), i5.reshape(B, P, C), plane, accumulate)
     res = dst.from_canonical(out.reshape(dst.canonical_shape(dst.sizes)), dst.sizes)
     return res.astype(pol.result) if pol.converts else res
 
@@ -381,7 +389,7 @@ def max_pool_backward(grad_output, indices, input_shape, *, axes=None, data_form
              [1., 0.]]]])
     """
     shape = _input_shape(input_shape)
-    rank = _rank_of(len(shape), None, axes)
+    rank = _rank_of(len(shape), None, axes, data_format)
     return _max_backward(rank, grad_output, indices, shape, data_format=data_format, axes=axes, backend=backend)
 
 
@@ -451,7 +459,7 @@ def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, paddin
            [0.75, 0.75, 1.  , 1.  ]])
     """
     shape = _input_shape(input_shape)
-    rank = _rank_of(len(shape), kernel_size, axes)
+    rank = _rank_of(len(shape), kernel_size, axes, data_format)
     return _avg_backward(rank, grad_output, shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
                          divisor_override, data_format=data_format, axes=axes, backend=backend)
 
@@ -607,7 +615,7 @@ def adaptive_avg_pool_backward(grad_output, input_shape, *, axes=None, data_form
     """
     shape = _input_shape(input_shape)
     g = as_input_array(grad_output, "grad_output")
-    rank = _rank_of(len(shape), None, axes)
+    rank = _rank_of(len(shape), None, axes, data_format)
     pooled, _ = resolve_axes(shape, rank, data_format, axes, name="input_shape")
     if g.ndim != len(shape):
         raise ValueError(f"`grad_output` must have {len(shape)} dimensions like `input_shape`, got shape {g.shape}.")
@@ -748,6 +756,8 @@ def _unpool(rank, x, indices, kernel_size, stride, padding, output_size, *, data
             raise TypeError(f"`output_size` must be a tuple of ints, but got output_size={output_size!r}.")
         if len(os_) == x.ndim:
             os_ = tuple(os_[a] for a in pooled)
+        elif len(os_) == rank + 2 and x.ndim == rank + 1 and tuple(pooled) == tuple(range(1, rank + 1)):
+            os_ = os_[2:]           # PyTorch's rule: an (N, C, *sizes) shape, also for unbatched input
         if len(os_) != rank:
             raise ValueError(f"`output_size` must give the {rank} pooled sizes (or the full shape), "
                              f"but got output_size={output_size!r}.")
@@ -832,7 +842,7 @@ def max_unpool_backward(grad_output, indices, *, axes=None, data_format="channel
     idx = as_input_array(indices, "indices")
     if idx.dtype.kind not in "iu":
         raise TypeError(f"`indices` must be an integer array, but got dtype={idx.dtype}.")
-    rank = _rank_of(idx.ndim, None, axes)
+    rank = _rank_of(idx.ndim, None, axes, data_format)
     pooled, _ = resolve_axes(idx.shape, rank, data_format, axes, name="indices")
     gpooled, _ = resolve_axes(g.shape, rank, data_format, axes, name="grad_output")
     if g.ndim != idx.ndim or any(g.shape[a] != idx.shape[a] for a in range(g.ndim) if a not in pooled):
@@ -846,8 +856,9 @@ def max_unpool_backward(grad_output, indices, *, axes=None, data_format="channel
     g5 = gl.to_canonical(g)
     i5 = src.to_canonical(idx).astype(np.int64, copy=False)
     B, C = g5.shape[0], g5.shape[4]
-    gi = i5.reshape(B, -1, C)
-    picked = np.take_along_axis(g5.reshape(B, -1, C), np.maximum(gi, 0), axis=1)
+    # explicit sizes: reshape(B, -1, C) fails for an empty batch (B == 0)
+    gi = i5.reshape(B, i5.shape[1] * i5.shape[2] * i5.shape[3], C)
+    picked = np.take_along_axis(g5.reshape(B, g5.shape[1] * g5.shape[2] * g5.shape[3], C), np.maximum(gi, 0), axis=1)
     picked = np.where(gi >= 0, picked, 0).astype(g5.dtype, copy=False)
     return src.from_canonical(picked.reshape(src.canonical_shape(src.sizes)), src.sizes)
 

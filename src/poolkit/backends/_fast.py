@@ -1,18 +1,431 @@
-"""Specialised Numba kernels for common channels-first strided windows (work in progress)."""
+"""Specialised Numba kernels for channels-first data and the common strided windows.
+
+The generic kernels (``_kernels``) read every window from tables: flexible, but
+LLVM cannot vectorise them.  These kernels are compiled per window shape
+``(KH, KW, SW)`` (see :data:`SPECIALISED`) so that the taps of a window are
+straight-line code, and they are written the way LLVM's loop vectoriser needs:
+
+* indices are unsigned (``np.uint64``) offsets from a slice, so Numba emits no
+  negative-index wraparound inside the loop;
+* the windows of a run are ``SW`` apart and a window's rows ``rs`` apart, so a
+  run is one plain loop over ``t`` with affine loads;
+* a run is long.  Rows of small feature maps are short (14 outputs on a 28x28
+  map) and LLVM keeps short loops scalar, so when rows are short the whole
+  interior of a plane runs as one *virtual* row: with ``Wv = SH * W / SW``
+  window ``t`` of the run starts at ``SW * t``, which is window
+  ``(t // Wv, t % Wv)`` of the plane; the ``t % Wv >= OW`` ones are computed
+  and thrown away, and the rest is copied to the output (the "compaction").
+
+Each plane splits into that interior (every tap inside the input) and a border
+of windows that touch the padding or run past the end, handled tap by tap from
+the plan's tables.  Semantics are the generic kernels', bit for bit for max
+pooling: taps are scanned in order (H, then W), a tap wins when it is the
+window's first, greater, or NaN; backward adds contributions in output order
+into rows zeroed just before their first use.
+
+Used when: ``C == 1`` (channels-first), the D axis only indexes planes
+(kernel 1, stride 1, no padding), H and W have strided windows, W has
+dilation 1, ``(KH, KW, SW)`` is specialised, and ``nan_policy="propagate"``.
+"""
 from __future__ import annotations
 
+from typing import Dict, Optional, Tuple
 
-def max_forward(x, plan, parallel):
-    return None
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._plan import Plan
+from ._jit import Twin, twin
+
+U = np.uint64
+
+# (KH, KW, SW): 2x2/2 and 3x3/2 are the classic CNN poolings, 3x3/1 the "same" pooling of
+# Inception blocks, 2x2/1 the chapter's stride-1 example; KH == 1 covers 1-D pooling.
+_PAIRS = ((2, 2), (3, 2), (3, 1), (2, 1), (3, 3), (4, 4))
+SPECIALISED = tuple((kh, kw, sw) for kw, sw in _PAIRS for kh in (kw, 1))
+
+# Interior rows narrower than this run as one virtual row per plane (see module docstring).
+VIRTUAL_BELOW = 32
 
 
-def max_backward(grad, off, plan, parallel):
-    return None
+@njit(inline="always")
+def _chunk(ch, nchunks, P):
+    per = (P + nchunks - 1) // nchunks
+    return ch * per, min(P, (ch + 1) * per)
 
 
-def avg_forward(x, plan, parallel):
-    return None
+@njit(inline="always")
+def _max_run(xs, T, rs, vm, vk, KH, KW, SW):
+    # T windows, SW apart, rows rs apart, from xs[0]: max into vm, winning tap into vk.
+    for t in range(U(T)):
+        i = t * U(SW)
+        m = xs[i]
+        k = np.int32(0)                          # 32-bit: keeps vector lanes narrow
+        for jh in range(KH):
+            for jw in range(KW):
+                v = xs[i + U(jh) * rs + U(jw)]
+                c = (v > m) | (v != v)           # greater, or NaN: PyTorch's rule
+                m = v if c else m
+                k = np.int32(jh * KW + jw) if c else k
+        vm[t] = m
+        vk[t] = k
 
 
-def avg_backward(grad, plan, parallel):
-    return None
+@njit(inline="always")
+def _sum_run(xs, T, rs, vm, dv, KH, KW, SW):
+    for t in range(U(T)):
+        i = t * U(SW)
+        s = dv - dv                  # 0 in the data's dtype (dv is a finite divisor of that dtype)
+        for jh in range(KH):
+            for jw in range(KW):
+                s += xs[i + U(jh) * rs + U(jw)]
+        vm[t] = s / dv
+
+
+@njit(inline="always")
+def _compact(src, dst, src2, dst2, p, oha, ohb, owa, owb, Wv):
+    # virtual row -> output rows: row r of the interior is src[r*Wv : r*Wv + ncol]
+    # (two arrays at once: values and offsets share the loop)
+    n = U(owb - owa)
+    for r in range(ohb - oha):
+        s = U(r) * U(Wv)
+        row = dst[p, oha + r, owa:owb]
+        row2 = dst2[p, oha + r, owa:owb]
+        for c in range(n):
+            row[c] = src[s + c]
+            row2[c] = src2[s + c]
+
+
+@njit(inline="always")
+def _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW):
+    # One border window, tap by tap: (max, offset) with the generic kernels' rule.
+    m = lowest
+    k = sentinel
+    for jh in range(th[1, oh], th[2, oh]):
+        ph = th[0, oh] + jh * DH
+        for jw in range(tw[1, ow], tw[2, ow]):
+            v = xp[ph, tw[0, ow] + jw]
+            if k == sentinel or v > m or v != v:
+                m = v
+                k = jh * KW + jw
+    return m, k
+
+
+@njit(inline="always")
+def _mean_window(xp, th, tw, oh, ow, DH, divisor, zero):
+    # One border window: sum in scan order, then divide; a window wholly in padding gives 0.
+    s = zero
+    for jh in range(th[1, oh], th[2, oh]):
+        ph = th[0, oh] + jh * DH
+        for jw in range(tw[1, ow], tw[2, ow]):
+            s += xp[ph, tw[0, ow] + jw]
+    if th[2, oh] > th[1, oh] and tw[2, ow] > tw[1, ow]:
+        s = s / divisor[oh, ow]
+    return s
+
+
+@njit(inline="always")
+def _border_columns(oh, oha, ohb, owa, owb, OW):
+    """The outputs of row ``oh`` outside the interior, as two ranges ``[0, a)`` and ``[b, OW)``."""
+    if oha <= oh < ohb and owa < owb:
+        return owa, owb
+    return OW, OW                                    # whole row is border: [0, OW) and nothing
+
+
+@njit(inline="always")
+def _zero_rows_until(plane, done, last, W):
+    # Zero gradient rows done..last (those not reached yet); return the new `done`.
+    while done <= last:
+        row = plane[done]
+        for c in range(U(W)):
+            row[c] = 0
+        done += 1
+    return done
+
+
+@njit(inline="always")
+def _zero_rows_from(plane, first, H, W):
+    for r in range(first, H):
+        row = plane[r]
+        for c in range(U(W)):
+            row[c] = 0
+
+
+@njit(inline="always")
+def _spread(plane, th, tw, oh, ow, DH, share):
+    # Average backward of one border window: its share to each of its taps inside the input.
+    for jh in range(th[1, oh], th[2, oh]):
+        ph = th[0, oh] + jh * DH
+        for jw in range(tw[1, ow], tw[2, ow]):
+            plane[ph, tw[0, ow] + jw] += share
+
+
+@njit(inline="always")
+def _last_row(th, oh, DH):
+    return th[0, oh] + (th[2, oh] - 1) * DH if th[2, oh] > th[1, oh] else -1
+
+
+def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
+    """One kernel set with the window shape baked in as compile-time constants.
+
+    The kernels capture only the three ints, so Numba's on-disk cache can key them.
+    ``geo`` is ``[DH, oha, ohb, owa, owb, Wv, tile]``: dilation along H, the interior
+    windows ``[oha, ohb) x [owa, owb)``, the virtual row width (0: row by row) and
+    whether the windows tile the input exactly (see :func:`_geometry`).
+    """
+
+    @twin
+    def max_forward(x, out, off, th, tw, geo, sentinel, lowest, nchunks):
+        P, H, W = x.shape
+        OH, OW = out.shape[1], out.shape[2]
+        DH, oha, ohb, owa, owb, Wv = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+        nrow, ncol = ohb - oha, owb - owa
+        rs = U(DH * W)
+        T = (nrow - 1) * Wv + ncol if Wv > 0 and nrow > 0 and ncol > 0 else 0
+        border = nrow * ncol < OH * OW
+        for ch in prange(nchunks):
+            vm = np.empty(T, dtype=x.dtype)
+            vk = np.empty(T, dtype=off.dtype)
+            p0, p1 = _chunk(ch, nchunks, P)
+            for p in range(p0, p1):
+                xf = x[p].reshape(H * W)
+                if T > 0:
+                    _max_run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, vk, KH, KW, SW)
+                    _compact(vm, out, vk, off, p, oha, ohb, owa, owb, Wv)
+                elif ncol > 0:
+                    for oh in range(oha, ohb):
+                        _max_run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs,
+                                 out[p, oh, owa:owb], off[p, oh, owa:owb], KH, KW, SW)
+                if not border:
+                    continue
+                xp = x[p]
+                for oh in range(OH):
+                    a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
+                    for ow in range(a):
+                        out[p, oh, ow], off[p, oh, ow] = _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW)
+                    for ow in range(b, OW):
+                        out[p, oh, ow], off[p, oh, ow] = _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW)
+
+    @twin
+    def avg_forward(x, out, th, tw, geo, divisor, nchunks):
+        P, H, W = x.shape
+        OH, OW = out.shape[1], out.shape[2]
+        DH, oha, ohb, owa, owb, Wv = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+        nrow, ncol = ohb - oha, owb - owa
+        rs = U(DH * W)
+        T = (nrow - 1) * Wv + ncol if Wv > 0 and nrow > 0 and ncol > 0 else 0
+        dv = divisor[oha, owa] if nrow > 0 and ncol > 0 else divisor[0, 0]   # same for all interior windows
+        border = nrow * ncol < OH * OW
+        for ch in prange(nchunks):
+            vm = np.empty(T, dtype=x.dtype)
+            p0, p1 = _chunk(ch, nchunks, P)
+            for p in range(p0, p1):
+                xf = x[p].reshape(H * W)
+                if T > 0:
+                    _sum_run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, dv, KH, KW, SW)
+                    _compact(vm, out, vm, out, p, oha, ohb, owa, owb, Wv)
+                elif ncol > 0:
+                    for oh in range(oha, ohb):
+                        _sum_run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs, out[p, oh, owa:owb], dv, KH, KW, SW)
+                if not border:
+                    continue
+                xp = x[p]
+                for oh in range(OH):
+                    a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
+                    for ow in range(a):
+                        out[p, oh, ow] = _mean_window(xp, th, tw, oh, ow, DH, divisor, dv - dv)
+                    for ow in range(b, OW):
+                        out[p, oh, ow] = _mean_window(xp, th, tw, oh, ow, DH, divisor, dv - dv)
+
+    @twin
+    def max_backward(g, off, gx, th, tw, geo, sentinel, zero):
+        # Planes in parallel. Exact tiling: every gradient element belongs to one window tap,
+        # so it is written once. Otherwise rows are zeroed just before the first output that
+        # reaches them, and each output adds its value at its winner, in output order.
+        P, H, W = gx.shape
+        OH, OW = g.shape[1], g.shape[2]
+        DH, tile = geo[0], geo[6]
+        for p in prange(P):
+            plane = gx[p]
+            if tile:
+                for oh in range(OH):
+                    gs, ks = g[p, oh], off[p, oh]
+                    for jh in range(KH):
+                        gr = plane[th[0, oh] + jh]
+                        for t in range(U(OW)):
+                            gv = zero + gs[t]               # 0 + g, as an accumulation would give
+                            kk = ks[t]
+                            i = t * U(SW)
+                            for jw in range(KW):
+                                gr[i + U(jw)] = gv if kk == jh * KW + jw else zero
+                        for c in range(OW * SW, W):
+                            gr[c] = zero
+                _zero_rows_from(plane, OH * KH, H, W)
+                continue
+            done = 0
+            for oh in range(OH):
+                done = _zero_rows_until(plane, done, _last_row(th, oh, DH), W)
+                gs, ks = g[p, oh], off[p, oh]
+                for ow in range(OW):
+                    k = np.int64(ks[ow])
+                    if k != sentinel:
+                        plane[th[0, oh] + (k // KW) * DH, tw[0, ow] + k % KW] += gs[ow]
+            _zero_rows_from(plane, done, H, W)
+
+    @twin
+    def avg_backward(g, gx, th, tw, geo, divisor, zero):
+        P, H, W = gx.shape
+        OH, OW = g.shape[1], g.shape[2]
+        DH, oha, ohb, owa, owb, tile = geo[0], geo[1], geo[2], geo[3], geo[4], geo[6]
+        ncol = U(owb - owa) if owb > owa else U(0)
+        for p in prange(P):
+            plane = gx[p]
+            share = np.empty(OW, dtype=g.dtype)
+            if tile:
+                dv = divisor[0, 0]
+                for oh in range(OH):
+                    gs = g[p, oh]
+                    for t in range(U(OW)):
+                        share[t] = zero + gs[t] / dv
+                    for jh in range(KH):
+                        gr = plane[th[0, oh] + jh]
+                        for t in range(U(OW)):
+                            sv = share[t]
+                            i = t * U(SW)
+                            for jw in range(KW):
+                                gr[i + U(jw)] = sv
+                        for c in range(OW * SW, W):
+                            gr[c] = zero
+                _zero_rows_from(plane, OH * KH, H, W)
+                continue
+            done = 0
+            for oh in range(OH):
+                if th[2, oh] <= th[1, oh]:
+                    continue
+                done = _zero_rows_until(plane, done, _last_row(th, oh, DH), W)
+                for ow in range(OW):
+                    share[ow] = g[p, oh, ow] / divisor[oh, ow]
+                a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
+                # outputs in order: left border, interior, right border
+                for ow in range(a):
+                    _spread(plane, th, tw, oh, ow, DH, share[ow])
+                if b > a:
+                    c0 = tw[0, owa]
+                    ss = share[owa:owb]
+                    for jh in range(KH):
+                        gr = plane[th[0, oh] + jh * DH, c0:]
+                        for t in range(ncol):
+                            sv = ss[t]
+                            i = t * U(SW)
+                            for jw in range(KW):
+                                gr[i + U(jw)] += sv
+                for ow in range(b, OW):
+                    _spread(plane, th, tw, oh, ow, DH, share[ow])
+            _zero_rows_from(plane, done, H, W)
+
+    return {"max_forward": max_forward, "avg_forward": avg_forward,
+            "max_backward": max_backward, "avg_backward": avg_backward}
+
+
+_KERNELS: Dict[Tuple[int, int, int], Dict[str, Twin]] = {}
+
+
+def _setup(plan: Plan):
+    """``(kernels, (th, tw, geo))`` for a plan these kernels handle, else None (cached on the plan)."""
+    try:
+        return plan.scratch["fast"]
+    except KeyError:
+        result = plan.scratch["fast"] = _qualify(plan)
+        return result
+
+
+def _qualify(plan: Plan):
+    if plan.in_shape[4] != 1 or plan.nan_ignore or not all(a.regular for a in plan.axes):
+        return None
+    ad, ah, aw = plan.axes
+    if (ad.kernel, ad.stride, ad.pad_before, ad.pad_after) != (1, 1, 0, 0):
+        return None
+    key = (ah.kernel, aw.kernel, aw.stride)
+    if aw.step != 1 or key not in SPECIALISED:
+        return None
+    kernels = _KERNELS.get(key)
+    if kernels is None:
+        kernels = _KERNELS[key] = _make(*key)
+    th = np.ascontiguousarray(plan.table[1, :3, : ah.out])
+    tw = np.ascontiguousarray(plan.table[2, :3, : aw.out])
+    oha, ohb = ah.interior
+    owa, owb = aw.interior
+    virtual = (owb - owa) < VIRTUAL_BELOW and (ah.stride * aw.size) % aw.stride == 0
+    wv = ah.stride * aw.size // aw.stride if virtual else 0
+    # Exact tiling: windows as tall and wide as their strides, no dilation or padding, every
+    # window inside the input -- each input element is in at most one window.
+    tile = (ah.kernel == ah.stride and aw.kernel == aw.stride and ah.step == 1
+            and ah.pad_before == 0 and aw.pad_before == 0
+            and (oha, ohb, owa, owb) == (0, ah.out, 0, aw.out))
+    geo = np.array([ah.step, oha, ohb, owa, owb, wv, int(tile)], dtype=np.int64)
+    planes = plan.in_shape[0] * plan.in_shape[1]           # D only indexes planes here
+    shapes = ((planes, ah.size, aw.size), (planes, ah.out, aw.out))
+    return kernels, (th, tw, geo), shapes
+
+
+def _nchunks(planes: int, parallel: bool) -> int:
+    return min(planes, 4 * numba.get_num_threads()) if parallel else 1
+
+
+def _lowest(dtype):
+    return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
+
+
+def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
+    s = _setup(plan)
+    if s is None:
+        return None
+    kernels, (th, tw, geo), (pin, pout) = s
+    out = np.empty(plan.out_shape, dtype=x.dtype)
+    off = np.empty(plan.out_shape, dtype=plan.off_dtype)
+    kernels["max_forward"](parallel, x.reshape(pin), out.reshape(pout), off.reshape(pout), th, tw, geo,
+                           plan.sentinel, _lowest(x.dtype), _nchunks(pin[0], parallel))
+    return out, off
+
+
+def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, parallel: bool):
+    s = _setup(plan)
+    if s is None:
+        return None
+    kernels, (th, tw, geo), (pin, pout) = s
+    gx = np.empty(plan.in_shape, dtype=grad.dtype)
+    kernels["max_backward"](parallel, grad.reshape(pout), off.reshape(pout), gx.reshape(pin), th, tw, geo,
+                            plan.sentinel, grad.dtype.type(0))
+    return gx
+
+
+def avg_forward(x: np.ndarray, plan: Plan, parallel: bool):
+    s = _setup(plan)
+    if s is None:
+        return None
+    kernels, (th, tw, geo), (pin, pout) = s
+    out = np.empty(plan.out_shape, dtype=x.dtype)
+    kernels["avg_forward"](parallel, x.reshape(pin), out.reshape(pout), th, tw, geo, _divisor(plan, x.dtype),
+                           _nchunks(pin[0], parallel))
+    return out
+
+
+def avg_backward(grad: np.ndarray, plan: Plan, parallel: bool):
+    s = _setup(plan)
+    if s is None:
+        return None
+    kernels, (th, tw, geo), (pin, pout) = s
+    gx = np.empty(plan.in_shape, dtype=grad.dtype)
+    kernels["avg_backward"](parallel, grad.reshape(pout), gx.reshape(pin), th, tw, geo,
+                            _divisor(plan, grad.dtype), grad.dtype.type(0))
+    return gx
+
+
+def _divisor(plan: Plan, dtype) -> np.ndarray:
+    """``(OH, OW)`` divisors in ``dtype`` (the D axis has windows of 1 here), cached on the plan."""
+    key = ("fast-divisor", dtype)
+    d = plan.scratch.get(key)
+    if d is None:
+        d = plan.scratch[key] = np.ascontiguousarray(plan.divisor[0].astype(dtype))
+    return d

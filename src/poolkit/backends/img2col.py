@@ -49,11 +49,17 @@ def _tap(axis: Axis, j: int):
     return slice(0, axis.out), pos, mask
 
 
-def _taps(plan: Plan, reverse: bool = False):
-    """Yield ``(offset, out_region, in_index, mask)`` for every tap, in scan order."""
+def _tap_list(plan: Plan):
+    """``[(offset, out_region, in_index, mask), ...]`` for every tap reaching the input, in scan order.
+
+    Derived once per plan and kept in ``plan.scratch``.
+    """
+    taps = plan.scratch.get("img2col")
+    if taps is not None:
+        return taps
     kd, kh, kw = plan.taps
-    order = itertools.product(range(kd), range(kh), range(kw))
-    for jd, jh, jw in (reversed(list(order)) if reverse else order):
+    taps = []
+    for jd, jh, jw in itertools.product(range(kd), range(kh), range(kw)):
         parts = [_tap(a, j) for a, j in zip(plan.axes, (jd, jh, jw))]
         if any(p is None for p in parts):
             continue
@@ -62,7 +68,20 @@ def _taps(plan: Plan, reverse: bool = False):
         if any(p[2] is not None for p in parts):
             m = [p[2] if p[2] is not None else np.ones(p[0].stop - p[0].start, bool) for p in parts]
             mask = (m[0][:, None, None] & m[1][None, :, None] & m[2][None, None, :])[None, ..., None]
-        yield (jd * kh + jh) * kw + jw, region, tuple(p[1] for p in parts), mask
+        taps.append(((jd * kh + jh) * kw + jw, region, tuple(p[1] for p in parts), mask))
+    plan.scratch["img2col"] = taps
+    return taps
+
+
+def _taps(plan: Plan, reverse: bool = False):
+    """The taps of :func:`_tap_list`, in scan order or backwards."""
+    taps = _tap_list(plan)
+    return reversed(taps) if reverse else iter(taps)
+
+
+def _disjoint(plan: Plan) -> bool:
+    """True when no input element lies in two windows (stride >= window span on every axis)."""
+    return all(a.regular and a.stride >= a.step * (a.kernel - 1) + 1 for a in plan.axes)
 
 
 def _gather(x: np.ndarray, index: Tuple) -> np.ndarray:
@@ -80,24 +99,97 @@ def _has_inputs(plan: Plan) -> np.ndarray:
     return (v[0][:, None, None] & v[1][None, :, None] & v[2][None, None, :])[None, ..., None]
 
 
-def max_forward(x: np.ndarray, plan: Plan):
-    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    out = np.full(plan.out_shape, lowest, dtype=x.dtype)
-    off = np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype)
-    for k, region, index, mask in _taps(plan):
-        v = _gather(x, index)
-        m, o = out[region], off[region]                      # views of the outputs this tap reaches
-        isnan = v != v
-        if plan.nan_ignore:
-            take = ~isnan & ((o == plan.sentinel) | (v > m))
+def _valid_mask(plan: Plan, region, mask) -> np.ndarray:
+    """``bool`` of the output shape (broadcastable): the windows in which this tap is inside."""
+    v = np.zeros((1,) + plan.out_shape[1:4] + (1,), dtype=bool)
+    v[(slice(None),) + region[1:4] + (slice(None),)] = True if mask is None else mask
+    return v
+
+
+def _columns(x: np.ndarray, plan: Plan, fill):
+    """The img2col matrix: ``(K, B, OD, OH, OW, C)``, row ``j`` holding tap ``j`` of every window.
+
+    Taps outside the input hold ``fill``. Returns the matrix, the taps' offsets and,
+    per tap, None (inside for every window) or the mask of windows it is inside.
+    """
+    taps = _tap_list(plan)
+    cols = np.empty((len(taps),) + plan.out_shape, dtype=x.dtype)
+    valid = plan.scratch.get("img2col-valid")
+    if valid is None:
+        valid = plan.scratch["img2col-valid"] = [
+            None if (mask is None and _covers(plan, region)) else _valid_mask(plan, region, mask)
+            for _, region, _, mask in taps]
+    for col, (_, region, index, _), ok in zip(cols, taps, valid):
+        if ok is None:
+            col[...] = _gather(x, index)                  # strided view -> contiguous row
         else:
-            take = (o == plan.sentinel) | (v > m) | isnan
-        if mask is not None:
-            take &= mask
-        np.copyto(m, v, where=take)
-        np.copyto(o, k, where=take, casting="unsafe")
-    if plan.nan_ignore and x.dtype.kind == "f":
-        out[(off == plan.sentinel) & _has_inputs(plan)] = np.nan
+            col[...] = fill
+            col[region] = _gather(x, index)
+            np.copyto(col, fill, where=~ok)
+    return cols, [k for k, _, _, _ in taps], valid
+
+
+def _covers(plan: Plan, region) -> bool:
+    return all(r.start == 0 and r.stop == n for r, n in zip(region[1:4], plan.out_shape[1:4]))
+
+
+def _set_where(off: np.ndarray, hit: np.ndarray, k: int) -> None:
+    """``off[hit] = k`` without branches: ``off += (k - off) * hit`` in modular integer arithmetic.
+
+    (``np.putmask`` and ``np.where`` branch per element and are several times
+    slower on the random masks pooling produces.)
+    """
+    d = np.subtract(off.dtype.type(k), off)
+    d *= hit
+    off += d
+
+
+def _keep_where(values: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """``np.where(hit, values, +0.0)`` without branches: the values' bits, masked."""
+    bits = np.dtype(f"u{values.dtype.itemsize}")
+    mask = np.negative(hit.astype(bits))                 # all ones where hit, else 0
+    return np.bitwise_and(values.view(bits), mask).view(values.dtype)
+
+
+def max_forward(x: np.ndarray, plan: Plan):
+    """Max over the img2col rows, then each window's winner by equality.
+
+    ``np.maximum.reduce`` lets NaN win (``np.fmax`` skips it for ``nan_ignore``).
+    Scanning the taps backwards and keeping the last one equal to the max gives
+    the first maximum in scan order; a NaN window's winner is its last NaN (a
+    second pass, only when NaN occurs).
+    """
+    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    cols, offsets, valid = _columns(x, plan, lowest)
+    if not offsets:                                        # no window reaches the input
+        return (np.full(plan.out_shape, lowest, dtype=x.dtype),
+                np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype))
+    out = (np.fmax if plan.nan_ignore else np.maximum).reduce(cols, axis=0)
+    off = np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype)
+    for k, col, ok in zip(offsets[::-1], cols[::-1], valid[::-1]):
+        hit = col == out
+        if ok is not None:
+            hit &= ok
+        _set_where(off, hit, k)
+    if x.dtype.kind == "f":
+        if plan.nan_ignore:
+            none = (off == plan.sentinel) & _has_inputs(plan)
+            out[none] = np.nan
+        else:
+            nan_out = np.isnan(out)
+            if nan_out.any():
+                for k, col, ok in zip(offsets, cols, valid):      # forward: the last NaN wins
+                    hit = np.isnan(col) & nan_out
+                    if ok is not None:
+                        hit &= ok
+                    _set_where(off, hit, k)
+        # The output must be the winning element itself: np.maximum may return -0.0 for a
+        # (0.0, -0.0) tie whose first maximum is 0.0, and any NaN for a NaN window. Only
+        # zeros and NaN can differ in bits from the winner, so only those are re-read.
+        fix = (out == 0) | np.isnan(out)
+        if fix.any():
+            for k, col in zip(offsets, cols):
+                np.copyto(out, col, where=fix & (off == k))
     return out, off
 
 
@@ -117,6 +209,15 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
         idx = offsets_to_indices(off, plan)
         hit = idx >= 0
         _add_in_output_order(gx, np.where(hit, idx, 0), np.where(hit, grad, 0))
+        return gx
+    if _disjoint(plan):
+        # No element is in two windows: each gets its window's gradient (0 + g, as a sum
+        # starting from 0 would give) or 0. Build each tap's column contiguously (col2img),
+        # then write it into place.
+        g0 = grad + grad.dtype.type(0)
+        for k, region, index, _ in _taps(plan):
+            col = _keep_where(g0, off == k)
+            gx[(_ALL,) + index + (_ALL,)] = col[region]
         return gx
     # A pixel reached by several windows gets their gradients in output order: walking the
     # taps backwards gives exactly that order (a later window reaches it with an earlier tap).
@@ -171,14 +272,17 @@ def _nan_ignore_divisor(plan: Plan, nans: np.ndarray) -> np.ndarray:
 
 def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
     gx = np.zeros(plan.in_shape, dtype=grad.dtype)
+    # Windows wholly in padding reach no input (their divisor may be 0), all-NaN windows
+    # (NaN divisor) pass nothing back: their share stays 0 and no division warns.
+    live = _has_inputs(plan)
     if plan.nan_ignore:
         divisors, nan_mask = saved
-        dead = np.isnan(divisors)
-        share = np.where(dead, 0, grad / np.where(dead, 1, divisors).astype(grad.dtype))
+        live = live & ~np.isnan(divisors)
     else:
         nan_mask = None
-        share = grad / _divisor(plan, grad.dtype)
-    share = share.astype(grad.dtype, copy=False)
+        divisors = _divisor(plan, grad.dtype)
+    share = np.zeros_like(grad)
+    np.divide(grad, divisors.astype(grad.dtype, copy=False), out=share, where=live)
     if not all(a.regular for a in plan.axes):
         _avg_backward_adaptive(gx, share, nan_mask, plan)
         return gx

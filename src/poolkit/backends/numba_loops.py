@@ -52,7 +52,7 @@ def max_forward(x: np.ndarray, plan: Plan):
 
 
 def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
-    par = _parallel(int(np.prod(plan.in_shape)))
+    par = _parallel(plan.in_size)
     fast = _fast.max_backward(grad, off, plan, par)
     if fast is not None:
         return fast
@@ -86,7 +86,7 @@ def avg_forward(x: np.ndarray, plan: Plan):
 
 
 def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
-    par = _parallel(int(np.prod(plan.in_shape)))
+    par = _parallel(plan.in_size)
     if not plan.nan_ignore:
         fast = _fast.avg_backward(grad, plan, par)
         if fast is not None:

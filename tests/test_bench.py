@@ -1,0 +1,332 @@
+"""``poolkit bench`` and the benchmark scripts: smoke tests on tiny sizes (no timing assertions)."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import poolkit
+from poolkit import bench
+from poolkit.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+TINY = ["--iterations", "3", "--batch", "2"]
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_JAX = importlib.util.find_spec("jax") is not None
+HAS_MPL = importlib.util.find_spec("matplotlib") is not None
+THREADS = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
+
+
+def call(argv):
+    """Exit status of ``poolkit <argv>``, whether argparse raises SystemExit or run() returns."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def lines(text):
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+# --------------------------------------------------------------------------- #
+# the chapter's output
+# --------------------------------------------------------------------------- #
+def test_defaults_are_the_chapters_experiment():
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    a = parser.parse_args([])
+    cfg = bench.make_config(iterations=a.iterations, batch=a.batch, shape=a.shape, dtype=a.dtype, mode=a.mode,
+                            kernel=a.kernel, stride=a.stride, padding=a.padding, threads=a.threads,
+                            backends=a.backends, peers=a.peers, seed=a.seed)
+    assert cfg.iterations == 5000
+    assert cfg.input_shape == (64, 3, 28, 28) and cfg.output_shape == (64, 3, 14, 14)
+    assert (cfg.dtype, cfg.mode, cfg.kernel, cfg.stride, cfg.padding) == ("float64", "max", (2, 2), (2, 2), (0, 0))
+    assert cfg.backends == ("numba", "img2col") and cfg.is_chapter
+    assert cfg.threads == poolkit.get_num_threads()
+
+
+def test_output_starts_like_the_chapter(capsys):
+    assert call(["bench", *TINY, "--peers", "none"]) == 0
+    out = lines(capsys.readouterr().out)
+    assert out[0].startswith("Elapsed of numba: ") and float(out[0].split(": ")[1]) > 0
+    assert out[1].startswith("Elapsed of img2col: ") and float(out[1].split(": ")[1]) > 0
+    assert out[2:4] == ["forward: True", "backward: True"]
+    summary = "\n".join(out[4:])
+    assert "3 forward+backward passes" in summary and "2x3x28x28 float64" in summary
+    assert "PoolingLayer.forward_numba + backward_numba" in summary
+    assert "kept for backward" in summary and "machine:" in summary
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
+def test_pytorch_beside_the_methods(capsys):
+    assert call(["bench", *TINY, "--peers", "torch"]) == 0
+    out = lines(capsys.readouterr().out)
+    assert [ln.split(":")[0] for ln in out[:3]] == ["Elapsed of numba", "Elapsed of img2col", "Elapsed of pytorch"]
+    assert out[3:5] == ["forward: True", "backward: True"]
+    assert any("PyTorch keeps" in ln for ln in out)
+
+
+@pytest.mark.skipif(not HAS_JAX, reason="JAX not installed")
+def test_jax_beside_the_methods(capsys):
+    assert call(["bench", *TINY, "--peers", "jax", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    jax = next(m for m in r["methods"] if m["name"] == "jax")
+    assert jax["kind"] == "peer" and jax["same_forward"] and jax["same_backward"]
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("extra", [
+    [],
+    ["--mode", "avg"],
+    ["--dtype", "float32", "--shape", "4", "9", "11", "--kernel", "3", "--stride", "2", "--padding", "1"],
+    ["--mode", "avg", "--kernel", "3", "2", "--stride", "1", "2", "--padding", "1", "0"],
+    ["--backends", "numba,img2col,reference"],
+])
+def test_methods_agree(capsys, threads, extra):
+    assert call(["bench", *TINY, "--peers", "none", "--threads", str(threads), "--json", *extra]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["check"]["forward"] and r["check"]["backward"]
+    assert r["config"]["threads"] == threads
+    assert all(m["threads"] == threads for m in r["methods"])
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
+@pytest.mark.parametrize("backends, peers, expected", [
+    ("numba,torch", "auto", ["numba", "pytorch"]),
+    ("img2col,pytorch", "none", ["img2col", "pytorch"]),
+    ("numba", "none", ["numba"]),
+])
+def test_peers_named_in_backends(backends, peers, expected):
+    cfg = bench.make_config(backends=backends, peers=peers)
+    assert list(cfg.backends + cfg.peers) == expected
+
+
+def test_peers_that_fail_to_import_are_skipped_with_auto(capsys, monkeypatch):
+    def missing(name, cfg, x, g):
+        raise ImportError(f"No module named {name!r}")
+    monkeypatch.setattr(bench, "peer_method", missing)
+    assert call(["bench", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "Elapsed of pytorch" not in out and "forward: True" in out
+    assert "skipped pytorch: not importable" in out and "pip install" in out
+
+
+def test_one_backend_is_checked_against_the_reference(capsys):
+    assert call(["bench", *TINY, "--peers", "none", "--backends", "numba", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["check"]["compared"] == ["numba", "reference"]
+    assert r["check"]["forward"] and r["check"]["backward"]
+
+
+def test_disagreement_exits_1(capsys, monkeypatch):
+    monkeypatch.setattr(bench, "same", lambda a, b, mode: False)
+    assert call(["bench", *TINY, "--peers", "none"]) == 1
+    captured = capsys.readouterr()
+    assert "forward: False" in captured.out and "backward: False" in captured.out
+    assert "disagree" in captured.err
+
+
+# --------------------------------------------------------------------------- #
+# --json, --plot, progress
+# --------------------------------------------------------------------------- #
+def test_json(capsys):
+    assert call(["bench", *TINY, "--peers", "none", "--json"]) == 0
+    captured = capsys.readouterr()
+    r = json.loads(captured.out)                       # the whole of stdout is one document
+    assert {"experiment", "config", "methods", "baseline", "check", "memory", "skipped", "machine"} <= set(r)
+    assert r["experiment"] == "custom" and r["config"]["iterations"] == 3
+    assert r["config"]["input_shape"] == [2, 3, 28, 28]
+    assert [m["name"] for m in r["methods"]] == ["numba", "img2col"]
+    for m in r["methods"]:
+        assert {"elapsed_s", "per_pass_s", "best_per_pass_s", "first_call_s", "same_forward",
+                "same_backward", "call", "kind"} <= set(m)
+        assert m["per_pass_s"] == pytest.approx(m["elapsed_s"] / 3)
+    assert r["check"] == {"forward": True, "backward": True, "compared": ["numba", "img2col"],
+                          "rule": "np.array_equal"}
+    assert r["memory"]["saved_nbytes"] == 2 * 3 * 14 * 14            # one byte per output
+    assert r["memory"]["pytorch_saved_nbytes"] == 2 * 3 * 14 * 14 * 8
+    assert {"cpu", "cores", "numpy", "numba", "threads", "kernel_cache"} <= set(r["machine"])
+    assert "\r" not in captured.err                       # no progress bar with --json
+
+
+@pytest.mark.skipif(not HAS_MPL, reason="matplotlib not installed")
+def test_plot_writes_a_png(capsys, tmp_path):
+    path = tmp_path / "bench.png"
+    assert call(["bench", *TINY, "--peers", "none", "--plot", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"plot: {path}" in capsys.readouterr().out
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(capsys, monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert call(["bench", *TINY, "--peers", "none", "--plot", str(tmp_path / "b.png")]) == 2
+    captured = capsys.readouterr()
+    assert "pip install 'poolkit[plot]'" in captured.err
+    assert "Elapsed" not in captured.out                  # refused before running anything
+
+
+def test_progress_bar_on_a_terminal(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(bench, "_PROGRESS_MIN_SECONDS", 0.0)
+    cfg = bench.make_config(iterations=3, batch=1, peers="none")
+    r = bench.run_config(cfg, progress=True)
+    assert r["check"]["forward"]
+    text = err.getvalue()
+    assert "numba" in text and "[" in text and "3/3" in text and text.endswith("\r")
+
+
+def test_no_progress_bar_when_not_a_terminal(capsys):
+    assert call(["bench", *TINY, "--peers", "none"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_cpu_watch():
+    watch = bench.CpuWatch()
+    sum(range(200_000))
+    r = watch.stop()
+    assert r is None or ({"wall_s", "own_cpu_s", "others", "steal"} <= set(r) and 0 <= r["others"])
+
+
+def test_noisy_runs_are_flagged(capsys, monkeypatch):
+    monkeypatch.setattr(bench.CpuWatch, "stop", lambda self: {"wall_s": 1.0, "own_cpu_s": 1.0, "others": 0.5,
+                                                              "steal": 0.0})
+    assert call(["bench", *TINY, "--peers", "none"]) == 0
+    assert "other processes used 50% of the CPUs" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- #
+# bad options: exit 2, naming the option
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("argv, word", [
+    (["--iterations", "0"], "--iterations"),
+    (["--iterations", "many"], "--iterations"),
+    (["--batch", "-1"], "--batch"),
+    (["--shape", "3", "28"], "--shape"),
+    (["--dtype", "int8"], "--dtype"),
+    (["--mode", "median"], "--mode"),
+    (["--kernel", "2", "2", "2"], "kernel"),
+    (["--kernel", "0"], "--kernel"),
+    (["--kernel", "40"], "kernel"),
+    (["--padding", "2"], "padding"),
+    (["--stride", "1", "2", "3"], "stride"),
+    (["--threads", "0"], "--threads"),
+    (["--threads", str(numba.config.NUMBA_NUM_THREADS + 1)], "threads"),
+    (["--backends", "cuda"], "backends"),
+    (["--backends", ","], "backends"),
+    (["--peers", "tensorflow"], "peers"),
+    (["--plot", "bench.unknownformat"], "--plot"),
+    (["--plot", "/no/such/folder/bench.png"], "--plot"),
+])
+def test_bad_options_exit_2(capsys, argv, word):
+    if argv[0] == "--plot" and not HAS_MPL:
+        pytest.skip("matplotlib not installed")
+    assert call(["bench", *TINY, "--peers", "none", *argv]) == 2      # a later --peers wins
+    captured = capsys.readouterr()
+    assert word in captured.err
+    assert "Elapsed" not in captured.out
+
+
+def test_named_peer_that_is_missing_exits_2(capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    assert call(["bench", *TINY, "--peers", "jax"]) == 2
+    assert "pip install" in capsys.readouterr().err
+
+
+def test_bench_function_and_its_errors():
+    r = bench.bench(iterations=2, batch=1, peers="none", mode="mean")
+    assert r["config"]["mode"] == "avg" and r["check"]["forward"]
+    with pytest.raises(ValueError, match="`iterations` must be an integer >= 1, but got iterations=0"):
+        bench.bench(iterations=0)
+    with pytest.raises(ValueError, match="`shape`"):
+        bench.bench(shape=(3, 28))
+    with pytest.raises(ValueError, match="`padding` must be at most half"):
+        bench.make_config(kernel=3, padding=2)
+    with pytest.raises(ValueError, match="but got --padding 2 2 with --kernel 3"):
+        bench.make_config(kernel=[3], padding=[2, 2], cli=True)
+
+
+# --------------------------------------------------------------------------- #
+# benchmarks/
+# --------------------------------------------------------------------------- #
+def _load(name):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        spec = importlib.util.spec_from_file_location(f"_bench_{name}", os.path.join(BENCHMARKS, name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module              # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(BENCHMARKS)
+
+
+@pytest.mark.parametrize("shape, pool, stride", [((2, 3, 28, 28), 2, 2), ((1, 2, 9, 7), 3, 2), ((2, 1, 6, 6), 2, 1)])
+def test_chapter_img2col_reconstruction_agrees_with_poolkit(shape, pool, stride):
+    chapter = _load("chapter_img2col")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    ours = poolkit.PoolingLayer(shape[1:], (pool, pool), stride, "MAX")
+    theirs = chapter.ChapterImg2colPooling(shape[1:], (pool, pool), stride)
+    y = ours.forward_img2col(x)
+    g = rng.random(y.shape)
+    assert np.array_equal(theirs.forward_img2col(x), y)
+    gx_theirs, gx_ours = theirs.backward_col2img(g, 0), ours.backward_col2img(g)
+    if stride >= pool:              # windows do not overlap: nothing is summed
+        assert np.array_equal(gx_theirs, gx_ours)
+    else:
+        np.testing.assert_allclose(gx_theirs, gx_ours, rtol=1e-12, atol=1e-12)
+
+
+def test_readme_block_replacement(tmp_path):
+    run = _load("run")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- benchmark:start -->\nold\n<!-- benchmark:end -->\noutro\n")
+    run.replace_block(str(readme), "# title\n\nnew table\n")
+    assert readme.read_text() == "intro\n<!-- benchmark:start -->\nnew table\n<!-- benchmark:end -->\noutro\n"
+    (tmp_path / "plain.md").write_text("no markers\n")
+    with pytest.raises(SystemExit):
+        run.replace_block(str(tmp_path / "plain.md"), "# t\n\nx\n")
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="benchmarks/run.py compares against PyTorch")
+def test_run_py_quick_writes_a_table(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "run.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "quick.md").read_text()
+    assert proc.stdout == table + "\n"
+    for title in ("chapter case", "chapter case, average", "large, max", "ResNet stem", "LeNet, average"):
+        assert f"| {title} |" in table
+    assert "PyTorch / poolkit" in table and "copy bound" in table and "chapter's img2col" in table
+    report = json.loads((tmp_path / "quick.json").read_text())
+    assert report["quick"] and len(report["cases"]) == 5 * len(report["threads"])
+    assert all(r["same_as_pytorch"] for r in report["cases"]) and report["img2col"]["same"]
+
+
+@pytest.mark.slow
+def test_first_call_py(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "first_call.py"), "--json"],
+                          capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["ok"] for r in rows] == [True] * 5
+    unwritable = next(r for r in rows if r["scenario"].startswith("unwritable"))
+    assert unwritable["kernel_cache"] == "memory" and unwritable["correct"]

@@ -1,0 +1,92 @@
+"""Backward (and forward) are deterministic: the same bits across runs and thread counts.
+
+Each case runs twice with 1 thread and twice with 2 threads (``poolkit.threads``)
+on inputs large enough for the numba backend's parallel kernels (at least 2**16
+elements), with overlapping windows so that several windows add into the same
+input gradient.  All results must be bit-identical (compared as unsigned ints).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import poolkit
+from helpers import bits, make_input
+
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
+N_ELEMENTS = 1 << 16
+
+# name: (op, shape (channels-first unless data_format says otherwise), kwargs)
+CASES = {
+    "max2d-3x3s2-first": ("max", 2, (4, 4, 64, 64), dict(kernel_size=3, stride=2, padding=1)),
+    "max2d-same-NHWC": ("max", 2, (4, 64, 64, 4), dict(kernel_size=3, stride=1, padding="same",
+                                                      data_format="NHWC")),
+    "max3d-pairs-dilated": ("max", 3, (2, 2, 16, 32, 32), dict(kernel_size=(2, 3, 3), stride=(1, 2, 1),
+                                                             padding=((1, 2), (0, 3), (2, 2)), dilation=2)),
+    "max1d-ignore": ("max", 1, (8, 8, 1024), dict(kernel_size=5, stride=2, padding=2, nan_policy="ignore")),
+    "avg2d-3x3s1-first": ("avg", 2, (4, 4, 64, 64), dict(kernel_size=3, stride=1, padding=1)),
+    "avg3d-same-NDHWC": ("avg", 3, (2, 16, 32, 32, 2), dict(kernel_size=3, stride=(1, 2, 1), padding="same",
+                                                            count_include_pad=False, data_format="NDHWC")),
+    "avg1d-pairs-ceil": ("avg", 1, (8, 8, 1024), dict(kernel_size=4, stride=3, padding=((2, 5),),
+                                                      ceil_mode=True, count_include_pad=False)),
+    "avg2d-ignore-NHWC": ("avg", 2, (4, 64, 64, 4), dict(kernel_size=(3, 2), stride=1, padding=((1, 1), (0, 1)),
+                                                        nan_policy="ignore", data_format="NHWC")),
+}
+
+
+def _run(op, rank, x, kw, g_seed=0):
+    """Forward and backward through the layer and (max) the functional pair; all results as raw bits."""
+    layer_cls = getattr(poolkit, f"{'Max' if op == 'max' else 'Avg'}Pool{rank}d")
+    layer = layer_cls(backend="numba", **kw)
+    y = layer(x)
+    g = np.random.default_rng(g_seed).standard_normal(y.shape).astype(x.dtype)
+    out = {"y": bits(y), "layer_grad": bits(layer.backward(g))}
+    fmt = {k: v for k, v in kw.items() if k == "data_format"}
+    if op == "max":
+        _, idx = getattr(poolkit, f"max_pool{rank}d")(x, return_indices=True, backend="numba", **kw)
+        out["indices"] = idx
+        out["fn_grad"] = bits(getattr(poolkit, f"max_pool{rank}d_backward")(g, idx, x.shape, backend="numba",
+                                                                            **fmt))
+    elif kw.get("nan_policy", "propagate") == "propagate":
+        args = {k: v for k, v in kw.items() if k in ("kernel_size", "stride", "padding", "ceil_mode",
+                                                      "count_include_pad", "data_format")}
+        out["fn_grad"] = bits(getattr(poolkit, f"avg_pool{rank}d_backward")(g, x.shape, backend="numba", **args))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(CASES))
+def test_same_bits_across_runs_and_threads(name, dtype):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has a single thread here (NUMBA_NUM_THREADS=1)")
+    op, rank, shape, kw = CASES[name]
+    values = "nan" if kw.get("nan_policy") == "ignore" else "normal"
+    x = make_input(np.random.default_rng(1), shape, dtype, values)
+    assert x.size >= N_ELEMENTS
+    from poolkit.backends import numba_loops
+    assert x.size >= getattr(numba_loops, "PARALLEL_MIN_ELEMENTS", 0), "input too small for the parallel kernels"
+    runs = []
+    for n in (1, 1, 2, 2):
+        with poolkit.threads(n):
+            assert poolkit.get_num_threads() == n
+            runs.append(_run(op, rank, x, kw))
+    first = runs[0]
+    for i, r in enumerate(runs[1:], start=1):
+        assert r.keys() == first.keys()
+        for key in first:
+            assert np.array_equal(r[key], first[key]), f"run {i} ({'2' if i >= 2 else '1'} threads): {key} differs"
+    # max pooling's gradient is the same bits as the img2col backend's (an independent implementation)
+    if op == "max":
+        layer = getattr(poolkit, f"MaxPool{rank}d")(backend="img2col", **kw)
+        y = layer(x)
+        g = np.random.default_rng(0).standard_normal(y.shape).astype(x.dtype)
+        assert np.array_equal(bits(layer.backward(g)), first["layer_grad"])
+
+
+def test_threads_context_restores_the_count():
+    before = poolkit.get_num_threads()
+    with poolkit.threads(1):
+        assert poolkit.get_num_threads() == 1
+    assert poolkit.get_num_threads() == before
