@@ -321,7 +321,12 @@ def test_ignore_backward_matches_finite_differences(name, op, rank, backend):
         if op == "max":
             _, idx = _forward(op, rank, x, kernel, stride, pad, backend)
             fn = getattr(poolkit, f"max_pool{rank}d_backward")(g, idx, x.shape, backend=backend)
-            assert_identical(fn, grad)
+        else:
+            # the functional form needs the forward input to know which elements were NaN
+            fn = getattr(poolkit, f"avg_pool{rank}d_backward")(g, x.shape, kernel, stride, pad,
+                                                              count_include_pad=cip, nan_policy="ignore",
+                                                              x=x, backend=backend)
+        assert_identical(fn, grad)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -355,3 +360,16 @@ def test_ignore_equal_across_backends(name, op, rank):
             else:
                 for a, b in zip(res[be], res["reference"]):
                     np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_functional_avg_backward_ignore_needs_the_input():
+    x = nan_input(2, seed=5)
+    g = np.ones(poolkit.avg_pool2d(x, 2, nan_policy="ignore").shape)
+    with pytest.raises(ValueError, match="x="):
+        poolkit.avg_pool2d_backward(g, x.shape, 2, nan_policy="ignore")
+    with pytest.raises(ValueError, match="shape"):
+        poolkit.avg_pool2d_backward(g, x.shape, 2, nan_policy="ignore", x=x[..., :-1])
+    adaptive = poolkit.AdaptiveAvgPool2d(3, nan_policy="ignore")
+    ga = np.ones(adaptive(x).shape)
+    assert_identical(poolkit.adaptive_avg_pool_backward(ga, x.shape, nan_policy="ignore", x=x, data_format="NCHW"),
+                     adaptive.backward(ga))

@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._core import Context, check_grad, prepare, run_backward, run_forward
+from ._core import Context, check_grad, check_nan_policy, prepare, run_backward, run_forward
 from ._geometry import (PoolSpec, adaptive_axis, as_bool, explain_adaptive, explain_axis,
                         normalize_ints, normalize_output_size, dim_names, output_size as _axis_out)
 from ._layout import Layout, as_input_array, dtype_policy, resolve_axes
@@ -432,7 +432,7 @@ def max_pool3d_backward(grad_output, indices, input_shape, *, data_format="NCDHW
 
 def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                       count_include_pad=True, divisor_override=None, *, axes=None,
-                      data_format="channels_first", backend="auto"):
+                      data_format="channels_first", nan_policy="propagate", x=None, backend="auto"):
     """Gradient of average pooling with respect to its input.
 
     Each upstream value is divided by its window's divisor and added to every
@@ -444,6 +444,11 @@ def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, paddin
     grad_output : array_like, shape (N, C, *O)
     input_shape : tuple of ints
         Shape of the forward input.
+    nan_policy : {"propagate", "ignore"}
+        As in the forward call. "ignore" needs the forward input ``x``: its NaN
+        elements get no gradient and shrink their windows' divisors.
+    x : array_like, optional
+        The forward input (only read with ``nan_policy="ignore"``).
 
     Returns
     -------
@@ -461,21 +466,34 @@ def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, paddin
     shape = _input_shape(input_shape)
     rank = _rank_of(len(shape), kernel_size, axes, data_format)
     return _avg_backward(rank, grad_output, shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                         divisor_override, data_format=data_format, axes=axes, backend=backend)
+                         divisor_override, data_format=data_format, axes=axes, backend=backend,
+                         nan_policy=nan_policy, x=x)
 
 
 def _avg_backward(rank, grad_output, shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                  divisor_override, *, data_format, axes, backend, torch_avg3d=False):
+                  divisor_override, *, data_format, axes, backend, torch_avg3d=False, nan_policy="propagate",
+                  x=None):
     spec = PoolSpec.from_args(rank, kernel_size, stride, padding, 1, ceil_mode)
     windows = spec.torch_avg3d_axes if torch_avg3d else spec.axes
     return _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, divisor_override,
-                                 data_format=data_format, axes=axes, backend=backend)
+                                 data_format=data_format, axes=axes, backend=backend, nan_policy=nan_policy, x=x)
 
 
-def _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, divisor_override, **kw):
+def _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, divisor_override, *,
+                          nan_policy="propagate", x=None, **kw):
     g = as_input_array(grad_output, "grad_output")
     if g.dtype.kind != "f" and g.dtype.name != "bfloat16":
         raise TypeError(f"`grad_output` must be floating point, but got dtype={g.dtype}.")
+    if check_nan_policy(nan_policy):
+        # Which elements were NaN decides who gets a share: the forward input is needed.
+        if x is None:
+            raise ValueError("nan_policy='ignore' needs the forward input: pass it as `x=`.")
+        x = as_input_array(x)
+        if tuple(x.shape) != shape:
+            raise ValueError(f"`x` must have shape `input_shape`={shape}, but got shape {tuple(x.shape)}.")
+        p = prepare("avg", x, rank, windows, count_include_pad=count_include_pad,
+                    divisor_override=divisor_override, nan_policy="ignore", **kw)
+        return run_backward(run_forward(p, x)[2], g)
     # Prepare against a stand-in of the input's shape and the gradient's dtype: no data is read.
     stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, g.dtype), shape=shape, strides=(0,) * len(shape))
     p = prepare("avg", stand_in, rank, windows, count_include_pad=count_include_pad,
@@ -484,15 +502,17 @@ def _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, 
 
 
 def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, *, data_format="NCL", axes=None, backend="auto"):
+                        count_include_pad=True, *, data_format="NCL", axes=None, nan_policy="propagate", x=None,
+                        backend="auto"):
     """:func:`avg_pool_backward` for :func:`avg_pool1d`."""
     return _avg_backward(1, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
-                         count_include_pad, None, data_format=data_format, axes=axes, backend=backend)
+                         count_include_pad, None, data_format=data_format, axes=axes, backend=backend,
+                         nan_policy=nan_policy, x=x)
 
 
 def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None, *, data_format="NCHW", axes=None,
-                        backend="auto"):
+                        nan_policy="propagate", x=None, backend="auto"):
     """:func:`avg_pool_backward` for :func:`avg_pool2d`.
 
     Examples
@@ -504,16 +524,16 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     """
     return _avg_backward(2, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override, data_format=data_format, axes=axes,
-                         backend=backend)
+                         backend=backend, nan_policy=nan_policy, x=x)
 
 
 def avg_pool3d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None, *, data_format="NCDHW", axes=None,
-                        backend="auto"):
+                        nan_policy="propagate", x=None, backend="auto"):
     """:func:`avg_pool_backward` for :func:`avg_pool3d`."""
     return _avg_backward(3, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override, data_format=data_format, axes=axes,
-                         backend=backend, torch_avg3d=True)
+                         backend=backend, torch_avg3d=True, nan_policy=nan_policy, x=x)
 
 
 # --------------------------------------------------------------------------- #
@@ -601,7 +621,7 @@ adaptive_avg_pool3d = _make_adaptive("avg", 3)
 
 
 def adaptive_avg_pool_backward(grad_output, input_shape, *, axes=None, data_format="channels_first",
-                               backend="auto"):
+                               nan_policy="propagate", x=None, backend="auto"):
     """Gradient of adaptive average pooling; the output size is read off ``grad_output``.
 
     (Adaptive max pooling's gradient is :func:`max_pool_backward` with the
@@ -621,7 +641,7 @@ def adaptive_avg_pool_backward(grad_output, input_shape, *, axes=None, data_form
         raise ValueError(f"`grad_output` must have {len(shape)} dimensions like `input_shape`, got shape {g.shape}.")
     out_size = tuple(g.shape[a] for a in pooled)
     return _avg_backward_windows(rank, g, shape, _adaptive_windows(out_size), True, None,
-                                 data_format=data_format, axes=axes, backend=backend)
+                                 data_format=data_format, axes=axes, backend=backend, nan_policy=nan_policy, x=x)
 
 
 def _global_axes(ndim, data_format, axes):

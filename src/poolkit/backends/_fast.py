@@ -98,6 +98,19 @@ def _compact(src, dst, src2, dst2, p, oha, ohb, owa, owb, Wv):
 
 
 @njit(inline="always")
+def _compact_rows(src, dst, src2, dst2, row0, nrows, owa, owb, Wv):
+    # Like _compact, for output rows row0.. of 2-D (rows, OW) views spanning several planes.
+    n = U(owb - owa)
+    for r in range(nrows):
+        s = U(r) * U(Wv)
+        row = dst[row0 + r, owa:owb]
+        row2 = dst2[row0 + r, owa:owb]
+        for c in range(n):
+            row[c] = src[s + c]
+            row2[c] = src2[s + c]
+
+
+@njit(inline="always")
 def _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW):
     # One border window, tap by tap: (max, offset) with the generic kernels' rule.
     m = lowest
@@ -170,9 +183,10 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
     """One kernel set with the window shape baked in as compile-time constants.
 
     The kernels capture only the three ints, so Numba's on-disk cache can key them.
-    ``geo`` is ``[DH, oha, ohb, owa, owb, Wv, tile]``: dilation along H, the interior
-    windows ``[oha, ohb) x [owa, owb)``, the virtual row width (0: row by row) and
-    whether the windows tile the input exactly (see :func:`_geometry`).
+    ``geo`` is ``[DH, oha, ohb, owa, owb, Wv, tile, joined]``: dilation along H, the
+    interior windows ``[oha, ohb) x [owa, owb)``, the virtual row width (0: row by
+    row), whether the windows tile the input exactly, and whether one virtual row can
+    run through consecutive planes (see :func:`_qualify`).
     """
 
     @twin
@@ -184,6 +198,25 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
         rs = U(DH * W)
         T = (nrow - 1) * Wv + ncol if Wv > 0 and nrow > 0 and ncol > 0 else 0
         border = nrow * ncol < OH * OW
+        if geo[7]:
+            # Planes follow each other with no rows left over: one virtual row runs through
+            # all the planes of a chunk (longer loops, no per-plane set-up).
+            xflat = x.reshape(P * H * W)
+            o2, k2 = out.reshape(P * OH, OW), off.reshape(P * OH, OW)
+            c0 = tw[0, owa]
+            for ch in prange(nchunks):
+                p0, p1 = _chunk(ch, nchunks, P)
+                if p1 <= p0:
+                    continue
+                Tc = ((p1 - p0) * OH - 1) * Wv + ncol
+                vm = np.empty(Tc, dtype=x.dtype)
+                vk = np.empty(Tc, dtype=off.dtype)
+                _max_run(xflat[p0 * H * W + c0:], Tc, rs, vm, vk, KH, KW, SW)
+                _compact_rows(vm, o2, vk, k2, p0 * OH, (p1 - p0) * OH, owa, owb, Wv)
+            if not border:
+                return
+            T = 0                                           # interior done: borders only below
+            ncol = 0
         for ch in prange(nchunks):
             vm = np.empty(T, dtype=x.dtype)
             vk = np.empty(T, dtype=off.dtype)
@@ -217,6 +250,22 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
         T = (nrow - 1) * Wv + ncol if Wv > 0 and nrow > 0 and ncol > 0 else 0
         dv = divisor[oha, owa] if nrow > 0 and ncol > 0 else divisor[0, 0]   # same for all interior windows
         border = nrow * ncol < OH * OW
+        if geo[7]:                                         # one virtual row through the planes
+            xflat = x.reshape(P * H * W)
+            o2 = out.reshape(P * OH, OW)
+            c0 = tw[0, owa]
+            for ch in prange(nchunks):
+                p0, p1 = _chunk(ch, nchunks, P)
+                if p1 <= p0:
+                    continue
+                Tc = ((p1 - p0) * OH - 1) * Wv + ncol
+                vm = np.empty(Tc, dtype=x.dtype)
+                _sum_run(xflat[p0 * H * W + c0:], Tc, rs, vm, dv, KH, KW, SW)
+                _compact_rows(vm, o2, vm, o2, p0 * OH, (p1 - p0) * OH, owa, owb, Wv)
+            if not border:
+                return
+            T = 0                                           # interior done: borders only below
+            ncol = 0
         for ch in prange(nchunks):
             vm = np.empty(T, dtype=x.dtype)
             p0, p1 = _chunk(ch, nchunks, P)
@@ -363,7 +412,10 @@ def _qualify(plan: Plan):
     tile = (ah.kernel == ah.stride and aw.kernel == aw.stride and ah.step == 1
             and ah.pad_before == 0 and aw.pad_before == 0
             and (oha, ohb, owa, owb) == (0, ah.out, 0, aw.out))
-    geo = np.array([ah.step, oha, ohb, owa, owb, wv, int(tile)], dtype=np.int64)
+    # Planes joined into one virtual row: the row pattern repeats from plane to plane.
+    joined = (virtual and (oha, ohb) == (0, ah.out) and int(ah.start[0]) == 0
+              and ah.size == ah.out * ah.stride and owb > owa)
+    geo = np.array([ah.step, oha, ohb, owa, owb, wv, int(tile), int(joined)], dtype=np.int64)
     planes = plan.in_shape[0] * plan.in_shape[1]           # D only indexes planes here
     shapes = ((planes, ah.size, aw.size), (planes, ah.out, aw.out))
     return kernels, (th, tw, geo), shapes
