@@ -422,7 +422,7 @@ def _qualify(plan: Plan):
 
 
 def _nchunks(planes: int, parallel: bool) -> int:
-    return min(planes, 4 * numba.get_num_threads()) if parallel else 1
+    return min(planes, 2 * numba.get_num_threads()) if parallel else 1
 
 
 def _lowest(dtype):

@@ -144,11 +144,16 @@ def _set_where(off: np.ndarray, hit: np.ndarray, k: int) -> None:
     off += d
 
 
-def _keep_where(values: np.ndarray, hit: np.ndarray) -> np.ndarray:
-    """``np.where(hit, values, +0.0)`` without branches: the values' bits, masked."""
-    bits = np.dtype(f"u{values.dtype.itemsize}")
-    mask = np.negative(hit.astype(bits))                 # all ones where hit, else 0
-    return np.bitwise_and(values.view(bits), mask).view(values.dtype)
+def _keep_where(values: np.ndarray, hit: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """``np.where(hit, values, +0.0)`` without branches: the values' bits, masked, into ``buf``.
+
+    ``buf`` (unsigned ints of the values' width) is reused from tap to tap: fewer
+    large temporaries, which glibc would otherwise map and unmap on every call.
+    """
+    np.copyto(buf, hit, casting="unsafe")
+    np.negative(buf, out=buf)                              # all ones where hit, else 0
+    np.bitwise_and(values.view(buf.dtype), buf, out=buf)
+    return buf.view(values.dtype)
 
 
 def max_forward(x: np.ndarray, plan: Plan):
@@ -215,8 +220,9 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
         # starting from 0 would give) or 0. Build each tap's column contiguously (col2img),
         # then write it into place.
         g0 = grad + grad.dtype.type(0)
+        buf = np.empty(grad.shape, dtype=f"u{grad.dtype.itemsize}")
         for k, region, index, _ in _taps(plan):
-            col = _keep_where(g0, off == k)
+            col = _keep_where(g0, off == k, buf)
             gx[(_ALL,) + index + (_ALL,)] = col[region]
         return gx
     # A pixel reached by several windows gets their gradients in output order: walking the
