@@ -329,6 +329,8 @@ def replace_block(path: str, text: str) -> None:
     if i < 0 or j < i:
         raise SystemExit(f"--readme {path}: no '{start}' ... '{end}' markers to replace between")
     body = text.split("\n", 1)[1].lstrip("\n")     # the README has its own heading
+    # ... and its section is a level-2 one: the report's sections go one level down.
+    body = "\n".join("#" + line if line.startswith("## ") else line for line in body.split("\n"))
     with open(path, "w", encoding="utf-8") as f:
         f.write(doc[: i + len(start)] + "\n" + body.rstrip("\n") + "\n" + doc[j:])
 

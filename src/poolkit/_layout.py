@@ -10,7 +10,7 @@ without copying when the array already has that memory order.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -50,10 +50,10 @@ class DtypePolicy:
 
     compute: np.dtype
     result: np.dtype
+    converts: bool = field(init=False)             # computed once: read on every call
 
-    @property
-    def converts(self) -> bool:
-        return self.compute != self.result
+    def __post_init__(self):
+        object.__setattr__(self, "converts", self.compute != self.result)
 
 
 def _is_bfloat16(dt: np.dtype) -> bool:

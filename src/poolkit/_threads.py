@@ -20,6 +20,26 @@ def get_num_threads() -> int:
     return numba.get_num_threads()
 
 
+def current_threads() -> int:
+    """``numba.get_num_threads()`` without its per-call start-up check (~1 µs), for hot paths.
+
+    Numba's public function takes a lock to make sure the thread pool has started;
+    once it has, the C getter it wraps answers directly. Falls back to the public
+    function if a Numba version lacks the getter.
+    """
+    global current_threads
+    n = numba.get_num_threads()                    # starts the pool if needed
+    try:
+        from numba.np.ufunc import parallel as _parallel
+        getter = _parallel._get_num_threads
+        if getter() != n:
+            raise AttributeError
+    except (ImportError, AttributeError):
+        getter = numba.get_num_threads
+    current_threads = getter
+    return n
+
+
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads (1 to ``numba.config.NUMBA_NUM_THREADS``) for large inputs.
 

@@ -29,12 +29,13 @@ dilation 1, ``(KH, KW, SW)`` is specialised, and ``nan_policy="propagate"``.
 """
 from __future__ import annotations
 
+import functools
 from typing import Dict, Optional, Tuple
 
-import numba
 import numpy as np
 from numba import njit, prange
 
+from .. import _threads
 from .._plan import Plan
 from ._jit import Twin, twin
 
@@ -422,11 +423,17 @@ def _qualify(plan: Plan):
 
 
 def _nchunks(planes: int, parallel: bool) -> int:
-    return min(planes, 2 * numba.get_num_threads()) if parallel else 1
+    return min(planes, 2 * _threads.current_threads()) if parallel else 1
 
 
+@functools.lru_cache(maxsize=None)
 def _lowest(dtype):
     return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
+
+
+@functools.lru_cache(maxsize=None)
+def _zero(dtype):
+    return dtype.type(0)
 
 
 def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
@@ -448,7 +455,7 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, parallel: bool):
     kernels, (th, tw, geo), (pin, pout) = s
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
     kernels["max_backward"](parallel, grad.reshape(pout), off.reshape(pout), gx.reshape(pin), th, tw, geo,
-                            plan.sentinel, grad.dtype.type(0))
+                            plan.sentinel, _zero(grad.dtype))
     return gx
 
 
@@ -470,7 +477,7 @@ def avg_backward(grad: np.ndarray, plan: Plan, parallel: bool):
     kernels, (th, tw, geo), (pin, pout) = s
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
     kernels["avg_backward"](parallel, grad.reshape(pout), gx.reshape(pin), th, tw, geo,
-                            _divisor(plan, grad.dtype), grad.dtype.type(0))
+                            _divisor(plan, grad.dtype), _zero(grad.dtype))
     return gx
 
 

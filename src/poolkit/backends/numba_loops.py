@@ -7,9 +7,9 @@ thread pool (see :func:`poolkit.set_num_threads`).
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from .. import _threads
 from .._plan import Plan
 from . import _fast
 from . import _kernels as K
@@ -22,7 +22,7 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
 def _parallel(n: int) -> bool:
-    return n >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1
+    return n >= PARALLEL_MIN_ELEMENTS and _threads.current_threads() > 1
 
 
 def _lowest(dtype: np.dtype):
