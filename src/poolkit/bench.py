@@ -744,8 +744,9 @@ def plot(result: dict, path: str) -> None:
     kinds = sorted({e["kind"] for e in methods}, reverse=True)
     if len(kinds) > 1:
         from matplotlib.patches import Patch
+        # below the plot, so it never covers a bar's label
         ax.legend(handles=[Patch(color="tab:blue", label="poolkit"), Patch(color="tab:gray", label="other library")],
-                  loc="lower right", fontsize=8)
+                  loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False, fontsize=8)
     fig.text(0.01, 0.01, result["machine"]["cpu"], fontsize=7, color="gray")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -33,7 +33,10 @@ def _copy(fn: Callable, suffix: str) -> Callable:
 
 
 def _njit(fn: Callable, parallel: bool):
-    options = dict(nogil=True, parallel=parallel, boundscheck=False, error_model="numpy")
+    # Only explicit prange loops run in parallel: no array-expression or fusion passes to run.
+    par = {"prange": True, "comprehension": False, "reduction": False, "setitem": False,
+           "numpy": False, "stencil": False, "fusion": False, "inplace_binop": False} if parallel else False
+    options = dict(nogil=True, parallel=par, boundscheck=False, error_model="numpy")
     if CACHE_STATUS["mode"] == "disk":
         try:
             return numba.njit(cache=True, **options)(fn)
