@@ -84,6 +84,18 @@ def _sum_run(xs, T, rs, vm, dv, KH, KW, SW):
         vm[t] = s / dv
 
 
+MAX, AVG = 0, 1
+
+
+@njit(inline="always")
+def _run(xs, T, rs, vm, vk, dv, KH, KW, SW, OP):
+    # OP is a compile-time constant: the other branch is never compiled into the kernel.
+    if OP == MAX:
+        _max_run(xs, T, rs, vm, vk, KH, KW, SW)
+    else:
+        _sum_run(xs, T, rs, vm, dv, KH, KW, SW)
+
+
 @njit(inline="always")
 def _compact(src, dst, src2, dst2, p, oha, ohb, owa, owb, Wv):
     # virtual row -> output rows: row r of the interior is src[r*Wv : r*Wv + ncol]
@@ -140,6 +152,15 @@ def _mean_window(xp, th, tw, oh, ow, DH, divisor, zero):
 
 
 @njit(inline="always")
+def _border_window(xp, out, off, p, th, tw, oh, ow, DH, sentinel, lowest, divisor, KW, OP):
+    # One output outside the interior, tap by tap.
+    if OP == MAX:
+        out[p, oh, ow], off[p, oh, ow] = _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW)
+    else:
+        out[p, oh, ow] = _mean_window(xp, th, tw, oh, ow, DH, divisor, divisor[0, 0] - divisor[0, 0])
+
+
+@njit(inline="always")
 def _border_columns(oh, oha, ohb, owa, owb, OW):
     """The outputs of row ``oh`` outside the interior, as two ranges ``[0, a)`` and ``[b, OW)``."""
     if oha <= oh < ohb and owa < owb:
@@ -190,103 +211,78 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
     run through consecutive planes (see :func:`_qualify`).
     """
 
-    @twin
-    def max_forward(x, out, off, th, tw, geo, sentinel, lowest, nchunks):
-        P, H, W = x.shape
-        OH, OW = out.shape[1], out.shape[2]
-        DH, oha, ohb, owa, owb, Wv = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
-        nrow, ncol = ohb - oha, owb - owa
-        rs = U(DH * W)
-        T = (nrow - 1) * Wv + ncol if Wv > 0 and nrow > 0 and ncol > 0 else 0
-        border = nrow * ncol < OH * OW
-        if geo[7]:
-            # Planes follow each other with no rows left over: one virtual row runs through
-            # all the planes of a chunk (longer loops, no per-plane set-up).
-            xflat = x.reshape(P * H * W)
-            o2, k2 = out.reshape(P * OH, OW), off.reshape(P * OH, OW)
-            c0 = tw[0, owa]
-            for ch in prange(nchunks):
-                p0, p1 = _chunk(ch, nchunks, P)
-                if p1 <= p0:
-                    continue
-                Tc = ((p1 - p0) * OH - 1) * Wv + ncol
-                vm = np.empty(Tc, dtype=x.dtype)
-                vk = np.empty(Tc, dtype=off.dtype)
-                _max_run(xflat[p0 * H * W + c0:], Tc, rs, vm, vk, KH, KW, SW)
-                _compact_rows(vm, o2, vk, k2, p0 * OH, (p1 - p0) * OH, owa, owb, Wv)
-            if not border:
-                return
-            T = 0                                           # interior done: borders only below
-            ncol = 0
-        for ch in prange(nchunks):
-            vm = np.empty(T, dtype=x.dtype)
-            vk = np.empty(T, dtype=off.dtype)
-            p0, p1 = _chunk(ch, nchunks, P)
-            for p in range(p0, p1):
-                xf = x[p].reshape(H * W)
-                if T > 0:
-                    _max_run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, vk, KH, KW, SW)
-                    _compact(vm, out, vk, off, p, oha, ohb, owa, owb, Wv)
-                elif ncol > 0:
-                    for oh in range(oha, ohb):
-                        _max_run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs,
-                                 out[p, oh, owa:owb], off[p, oh, owa:owb], KH, KW, SW)
-                if not border:
-                    continue
-                xp = x[p]
-                for oh in range(OH):
-                    a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
-                    for ow in range(a):
-                        out[p, oh, ow], off[p, oh, ow] = _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW)
-                    for ow in range(b, OW):
-                        out[p, oh, ow], off[p, oh, ow] = _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW)
+    def make_forward(OP):
+        """The forward kernel of reduction OP (MAX or AVG, a compile-time constant).
 
-    @twin
-    def avg_forward(x, out, th, tw, geo, divisor, nchunks):
-        P, H, W = x.shape
-        OH, OW = out.shape[1], out.shape[2]
-        DH, oha, ohb, owa, owb, Wv = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
-        nrow, ncol = ohb - oha, owb - owa
-        rs = U(DH * W)
-        T = (nrow - 1) * Wv + ncol if Wv > 0 and nrow > 0 and ncol > 0 else 0
-        dv = divisor[oha, owa] if nrow > 0 and ncol > 0 else divisor[0, 0]   # same for all interior windows
-        border = nrow * ncol < OH * OW
-        if geo[7]:                                         # one virtual row through the planes
-            xflat = x.reshape(P * H * W)
-            o2 = out.reshape(P * OH, OW)
-            c0 = tw[0, owa]
-            for ch in prange(nchunks):
-                p0, p1 = _chunk(ch, nchunks, P)
-                if p1 <= p0:
-                    continue
-                Tc = ((p1 - p0) * OH - 1) * Wv + ncol
-                vm = np.empty(Tc, dtype=x.dtype)
-                _sum_run(xflat[p0 * H * W + c0:], Tc, rs, vm, dv, KH, KW, SW)
-                _compact_rows(vm, o2, vm, o2, p0 * OH, (p1 - p0) * OH, owa, owb, Wv)
-            if not border:
-                return
-            T = 0                                           # interior done: borders only below
-            ncol = 0
-        for ch in prange(nchunks):
-            vm = np.empty(T, dtype=x.dtype)
-            p0, p1 = _chunk(ch, nchunks, P)
-            for p in range(p0, p1):
-                xf = x[p].reshape(H * W)
-                if T > 0:
-                    _sum_run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, dv, KH, KW, SW)
-                    _compact(vm, out, vm, out, p, oha, ohb, owa, owb, Wv)
-                elif ncol > 0:
-                    for oh in range(oha, ohb):
-                        _sum_run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs, out[p, oh, owa:owb], dv, KH, KW, SW)
+        Max writes values and winning taps (``off``); average divides the sums by
+        the interior's divisor ``divisor[oha, owa]`` and leaves ``off`` alone.
+        """
+
+        @twin
+        def forward(x, out, off, th, tw, geo, divisor, sentinel, lowest, nchunks):
+            P, H, W = x.shape
+            OH, OW = out.shape[1], out.shape[2]
+            DH, oha, ohb, owa, owb, Wv = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+            nrow, ncol = ohb - oha, owb - owa
+            rs = U(DH * W)
+            T = (nrow - 1) * Wv + ncol if Wv > 0 and nrow > 0 and ncol > 0 else 0
+            dv = divisor[0, 0]
+            if OP == AVG and nrow > 0 and ncol > 0:
+                dv = divisor[oha, owa]                      # the same for every interior window
+            border = nrow * ncol < OH * OW
+            if geo[7]:
+                # Planes follow each other with no rows left over: one virtual row runs
+                # through all the planes of a chunk (longer loops, no per-plane set-up).
+                xflat = x.reshape(P * H * W)
+                o2 = out.reshape(P * OH, OW)
+                k2 = off.reshape(P * OH, OW) if OP == MAX else off.reshape(1, 1)
+                c0 = tw[0, owa]
+                for ch in prange(nchunks):
+                    p0, p1 = _chunk(ch, nchunks, P)
+                    if p1 <= p0:
+                        continue
+                    Tc = ((p1 - p0) * OH - 1) * Wv + ncol
+                    vm = np.empty(Tc, dtype=x.dtype)
+                    vk = np.empty(Tc if OP == MAX else 0, dtype=off.dtype)
+                    _run(xflat[p0 * H * W + c0:], Tc, rs, vm, vk, dv, KH, KW, SW, OP)
+                    if OP == MAX:
+                        _compact_rows(vm, o2, vk, k2, p0 * OH, (p1 - p0) * OH, owa, owb, Wv)
+                    else:
+                        _compact_rows(vm, o2, vm, o2, p0 * OH, (p1 - p0) * OH, owa, owb, Wv)
                 if not border:
-                    continue
-                xp = x[p]
-                for oh in range(OH):
-                    a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
-                    for ow in range(a):
-                        out[p, oh, ow] = _mean_window(xp, th, tw, oh, ow, DH, divisor, dv - dv)
-                    for ow in range(b, OW):
-                        out[p, oh, ow] = _mean_window(xp, th, tw, oh, ow, DH, divisor, dv - dv)
+                    return
+                T = 0                                       # interior done: borders only below
+                ncol = 0
+            for ch in prange(nchunks):
+                vm = np.empty(T, dtype=x.dtype)
+                vk = np.empty(T if OP == MAX else 0, dtype=off.dtype)
+                p0, p1 = _chunk(ch, nchunks, P)
+                for p in range(p0, p1):
+                    xf = x[p].reshape(H * W)
+                    if T > 0:
+                        _run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, vk, dv, KH, KW, SW, OP)
+                        if OP == MAX:
+                            _compact(vm, out, vk, off, p, oha, ohb, owa, owb, Wv)
+                        else:
+                            _compact(vm, out, vm, out, p, oha, ohb, owa, owb, Wv)
+                    elif ncol > 0:
+                        for oh in range(oha, ohb):
+                            kr = off[p, oh, owa:owb] if OP == MAX else vk
+                            _run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs, out[p, oh, owa:owb], kr, dv,
+                                 KH, KW, SW, OP)
+                    if not border:
+                        continue
+                    xp = x[p]
+                    for oh in range(OH):
+                        a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
+                        for ow in range(a):
+                            _border_window(xp, out, off, p, th, tw, oh, ow, DH, sentinel, lowest, divisor, KW, OP)
+                        for ow in range(b, OW):
+                            _border_window(xp, out, off, p, th, tw, oh, ow, DH, sentinel, lowest, divisor, KW, OP)
+
+        return forward
+
+    max_forward, avg_forward = make_forward(MAX), make_forward(AVG)
 
     @twin
     def max_backward(g, off, gx, th, tw, geo, sentinel, zero):
@@ -436,6 +432,12 @@ def _zero(dtype):
     return dtype.type(0)
 
 
+@functools.lru_cache(maxsize=None)
+def _unit(dtype):
+    """The divisor argument of a max kernel (unused there): a 1x1 array of ones."""
+    return np.ones((1, 1), dtype=dtype)
+
+
 def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
     s = _setup(plan)
     if s is None:
@@ -444,7 +446,7 @@ def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     kernels["max_forward"](parallel, x.reshape(pin), out.reshape(pout), off.reshape(pout), th, tw, geo,
-                           plan.sentinel, _lowest(x.dtype), _nchunks(pin[0], parallel))
+                           _unit(x.dtype), plan.sentinel, _lowest(x.dtype), _nchunks(pin[0], parallel))
     return out, off
 
 
@@ -465,8 +467,8 @@ def avg_forward(x: np.ndarray, plan: Plan, parallel: bool):
         return None
     kernels, (th, tw, geo), (pin, pout) = s
     out = np.empty(plan.out_shape, dtype=x.dtype)
-    kernels["avg_forward"](parallel, x.reshape(pin), out.reshape(pout), th, tw, geo, _divisor(plan, x.dtype),
-                           _nchunks(pin[0], parallel))
+    kernels["avg_forward"](parallel, x.reshape(pin), out.reshape(pout), _NO_OFFSETS, th, tw, geo,
+                           _divisor(plan, x.dtype), 0, _lowest(x.dtype), _nchunks(pin[0], parallel))
     return out
 
 
@@ -479,6 +481,10 @@ def avg_backward(grad: np.ndarray, plan: Plan, parallel: bool):
     kernels["avg_backward"](parallel, grad.reshape(pout), gx.reshape(pin), th, tw, geo,
                             _divisor(plan, grad.dtype), _zero(grad.dtype))
     return gx
+
+
+# Average pooling keeps no offsets: a 1-plane stand-in keeps the kernel's argument types fixed.
+_NO_OFFSETS = np.zeros((1, 1, 1), dtype=np.uint8)
 
 
 def _divisor(plan: Plan, dtype) -> np.ndarray:

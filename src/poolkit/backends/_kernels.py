@@ -14,10 +14,18 @@ backend, hence bit-identical gradients.
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from ._jit import twin
+
+
+@njit(inline="always")
+def _output_row(r, OD, OH, tab):
+    """Output row ``r`` as ``(b, od, oh)``, and where its windows lie along D and H (start, lo, hi)."""
+    od = (r // OH) % OD
+    oh = r % OH
+    return (r // (OD * OH), od, oh, tab[0, 0, od], tab[0, 1, od], tab[0, 2, od],
+            tab[1, 0, oh], tab[1, 1, oh], tab[1, 2, oh])
 
 
 @twin
@@ -34,11 +42,7 @@ def max_forward(x, out, off, tab, kh, kw, nan_ignore, sentinel, lowest, nanval):
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
     for r in prange(B * OD * OH):
-        b = r // (OD * OH)
-        od = (r // OH) % OD
-        oh = r % OH
-        d0, dlo, dhi = tab[0, 0, od], tab[0, 1, od], tab[0, 2, od]
-        h0, hlo, hhi = tab[1, 0, oh], tab[1, 1, oh], tab[1, 2, oh]
+        b, od, oh, d0, dlo, dhi, h0, hlo, hhi = _output_row(r, OD, OH, tab)
         for ow in range(OW):
             w0, wlo, whi = tab[2, 0, ow], tab[2, 1, ow], tab[2, 2, ow]
             for c in range(C):
@@ -107,11 +111,7 @@ def avg_forward(x, out, tab, divisor, nan_ignore, subtract_nans, divs, nanval):
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
     for r in prange(B * OD * OH):
-        b = r // (OD * OH)
-        od = (r // OH) % OD
-        oh = r % OH
-        d0, dlo, dhi = tab[0, 0, od], tab[0, 1, od], tab[0, 2, od]
-        h0, hlo, hhi = tab[1, 0, oh], tab[1, 1, oh], tab[1, 2, oh]
+        b, od, oh, d0, dlo, dhi, h0, hlo, hhi = _output_row(r, OD, OH, tab)
         for ow in range(OW):
             w0, wlo, whi = tab[2, 0, ow], tab[2, 1, ow], tab[2, 2, ow]
             for c in range(C):
