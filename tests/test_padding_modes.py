@@ -284,7 +284,7 @@ def test_windows_wholly_in_padding(backend):
                                   [[[1.0, 0.5, 0.5]]])
     for cls, kw in ((poolkit.MaxPool1d, {}), (poolkit.AvgPool1d, {"count_include_pad": False})):
         layer = cls(2, 2, pad, backend=backend, **kw)
-        out = layer(x)
+        layer(x)
         expected = [[[1.0, 0.0, 1.0]]] if cls is poolkit.MaxPool1d else [[[1.0, 0.5, 0.5]]]
         np.testing.assert_array_equal(layer.backward(g), expected)
 

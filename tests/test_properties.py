@@ -108,7 +108,6 @@ def test_max_is_window_max_by_brute_force(data, case):
     assert_identical(case.to_first(y), y_n, str(case))
     assert np.array_equal(case.to_first(idx), i_n)
     # the index points at the value it reports
-    rank = case.rank
     planes = x_first.reshape((-1, int(np.prod(case.spatial))))
     yi, ii = y_n.reshape(planes.shape[0], -1), i_n.reshape(planes.shape[0], -1)
     got = np.take_along_axis(planes, np.maximum(ii, 0), axis=1)

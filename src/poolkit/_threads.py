@@ -20,6 +20,9 @@ def get_num_threads() -> int:
     return numba.get_num_threads()
 
 
+_getter = None
+
+
 def current_threads() -> int:
     """``numba.get_num_threads()`` without its per-call start-up check (~1 µs), for hot paths.
 
@@ -27,7 +30,9 @@ def current_threads() -> int:
     once it has, the C getter it wraps answers directly. Falls back to the public
     function if a Numba version lacks the getter.
     """
-    global current_threads
+    global _getter
+    if _getter is not None:
+        return _getter()
     n = numba.get_num_threads()                    # starts the pool if needed
     try:
         from numba.np.ufunc import parallel as _parallel
@@ -36,7 +41,7 @@ def current_threads() -> int:
             raise AttributeError
     except (ImportError, AttributeError):
         getter = numba.get_num_threads
-    current_threads = getter
+    _getter = getter
     return n
 
 

@@ -940,7 +940,6 @@ def render_text(results: Sequence[dict], *, compare: Optional[Sequence[dict]] = 
     words = _WORDS[lang]
     b = (lambda s: _BOLD + s + _RESET) if color else (lambda s: s)
     r0 = results[0]
-    modes = [r["mode"] for r in results]
     out = [b(words["title"])] + _wrap(_config_line(results, words), width) + [""]
     out += _input_block(r0, words, width) + [""]
     out += _forward_section(results, words, width, color) + [""]

@@ -7,13 +7,13 @@ its arguments before any kernel runs and never writes to its input.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 
-from ._core import Context, check_grad, check_nan_policy, prepare, run_backward, run_forward
-from ._geometry import (PoolSpec, adaptive_axis, as_bool, explain_adaptive, explain_axis,
-                        normalize_ints, normalize_output_size, dim_names, output_size as _axis_out)
+from ._core import Context, check_nan_policy, prepare, run_backward, run_forward
+from ._geometry import (PoolSpec, adaptive_axis, as_bool, explain_axis,
+                        normalize_ints, normalize_output_size, dim_names)
 from ._layout import Layout, as_input_array, dtype_policy, resolve_axes
 from . import backends as _backends
 

@@ -30,7 +30,7 @@ dilation 1, ``(KH, KW, SW)`` is specialised, and ``nan_policy="propagate"``.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 from numba import njit, prange
