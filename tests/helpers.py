@@ -115,8 +115,23 @@ def adaptive_bounds(size: int, out: int, o: int):
 # --------------------------------------------------------------------------- #
 # random strided cases
 # --------------------------------------------------------------------------- #
+class _Layouts:
+    """Moving a case's data between poolkit's layout and channels-first (shared by the case kinds)."""
+
+    def make_x(self, rng):
+        """(x for poolkit in its layout, the same data channels-first)."""
+        x_first = make_input(rng, self.shape, self.dtype, self.values)
+        return (to_last(x_first, self.rank) if self.channels_last else x_first), x_first
+
+    def to_first(self, y):
+        return to_first(y, self.rank) if self.channels_last else y
+
+    def to_user(self, y_first):
+        return to_last(y_first, self.rank) if self.channels_last else np.ascontiguousarray(y_first)
+
+
 @dataclass
-class Case:
+class Case(_Layouts):
     """One strided pooling call: arguments, input description and how to run it."""
 
     op: str                                   # "max" or "avg"
@@ -207,17 +222,6 @@ class Case:
 
     def layer_cls(self):
         return getattr(poolkit, f"{'Max' if self.op == 'max' else 'Avg'}Pool{self.rank}d")
-
-    def make_x(self, rng):
-        """(x for poolkit in its layout, the same data channels-first)."""
-        x_first = make_input(rng, self.shape, self.dtype, self.values)
-        return (to_last(x_first, self.rank) if self.channels_last else x_first), x_first
-
-    def to_first(self, y):
-        return to_first(y, self.rank) if self.channels_last else y
-
-    def to_user(self, y_first):
-        return to_last(y_first, self.rank) if self.channels_last else np.ascontiguousarray(y_first)
 
     def __str__(self):
         f = {k: getattr(self, k) for k in ("op", "rank", "shape", "kernel_size", "stride", "padding",
@@ -459,7 +463,7 @@ def naive_max_backward(grad: np.ndarray, indices: np.ndarray, x_shape, rank: int
 
 
 @dataclass
-class AdaptiveCase:
+class AdaptiveCase(_Layouts):
     """One adaptive pooling call."""
 
     op: str
@@ -489,16 +493,6 @@ class AdaptiveCase:
 
     def layer_cls(self):
         return getattr(poolkit, f"Adaptive{'Max' if self.op == 'max' else 'Avg'}Pool{self.rank}d")
-
-    def make_x(self, rng):
-        x_first = make_input(rng, self.shape, self.dtype, self.values)
-        return (to_last(x_first, self.rank) if self.channels_last else x_first), x_first
-
-    def to_first(self, y):
-        return to_first(y, self.rank) if self.channels_last else y
-
-    def to_user(self, y_first):
-        return to_last(y_first, self.rank) if self.channels_last else np.ascontiguousarray(y_first)
 
 
 def sample_adaptive_case(rng: np.random.Generator, op: str, rank: int, *, dtypes=FLOATS, backends=BACKENDS,

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from . import backends as _backends
-from ._geometry import Axis, as_bool, dim_names
+from ._geometry import Axis, as_bool
 from ._layout import DtypePolicy, Layout, as_input_array, dtype_policy, resolve_axes
 from ._plan import Plan, make_plan, offsets_to_indices
 
@@ -169,7 +169,3 @@ def run_backward(ctx: Context, grad_output, name: str = "grad_output") -> np.nda
         gx5 = p.backend.avg_backward(g5, ctx.saved, p.plan)
     gx = p.layout.from_canonical(gx5, p.in_sizes)
     return gx.astype(gpol.result) if gpol.converts else gx
-
-
-def describe_dims(rank: int) -> str:
-    return "x".join(dim_names(rank))

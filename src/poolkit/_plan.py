@@ -91,13 +91,15 @@ class Plan:
         return t
 
     @functools.cached_property
-    def divisor(self) -> Optional[np.ndarray]:
-        """Average pooling divisor per output position, ``float64 (OD, OH, OW)``; None for NaN-ignore.
+    def base_divisor(self) -> Optional[np.ndarray]:
+        """Average pooling divisor per output position, ``float64 (OD, OH, OW)``, before NaN-ignore.
 
         ``divisor_override`` if given, else the product over axes of the taps
         inside the padded extent (``count_include_pad``) or inside the input.
+        With ``nan_ignore`` backends take each window's NaN count off it
+        (unless overridden).
         """
-        if self.op != "avg" or self.nan_ignore:
+        if self.op != "avg":
             return None
         if self.divisor_override is not None:
             return np.full(self.out_shape[1:4], float(self.divisor_override))
@@ -106,15 +108,10 @@ class Plan:
         d.setflags(write=False)
         return d
 
-    def saved_nbytes(self) -> int:
-        """Bytes a layer keeps between forward and backward for this plan."""
-        n_out = int(np.prod(self.out_shape, dtype=np.int64))
-        if self.op == "max":
-            return n_out * self.off_dtype.itemsize
-        if self.nan_ignore:
-            # per-output divisor (float64) and a per-input NaN mask (bool)
-            return n_out * 8 + int(np.prod(self.in_shape, dtype=np.int64))
-        return 0
+    @property
+    def divisor(self) -> Optional[np.ndarray]:
+        """:attr:`base_divisor` when it is the divisor itself; None with NaN-ignore (it varies)."""
+        return None if self.nan_ignore else self.base_divisor
 
 
 @functools.lru_cache(maxsize=512)

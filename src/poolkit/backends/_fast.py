@@ -97,22 +97,10 @@ def _run(xs, T, rs, vm, vk, dv, KH, KW, SW, OP):
 
 
 @njit(inline="always")
-def _compact(src, dst, src2, dst2, p, oha, ohb, owa, owb, Wv):
-    # virtual row -> output rows: row r of the interior is src[r*Wv : r*Wv + ncol]
-    # (two arrays at once: values and offsets share the loop)
-    n = U(owb - owa)
-    for r in range(ohb - oha):
-        s = U(r) * U(Wv)
-        row = dst[p, oha + r, owa:owb]
-        row2 = dst2[p, oha + r, owa:owb]
-        for c in range(n):
-            row[c] = src[s + c]
-            row2[c] = src2[s + c]
-
-
-@njit(inline="always")
 def _compact_rows(src, dst, src2, dst2, row0, nrows, owa, owb, Wv):
-    # Like _compact, for output rows row0.. of 2-D (rows, OW) views spanning several planes.
+    # Virtual row -> output rows row0.. of 2-D (rows, OW) arrays (one plane, or several planes
+    # viewed as one): row r of the interior is src[r*Wv : r*Wv + ncol]. Two arrays share the
+    # loop (values and offsets).
     n = U(owb - owa)
     for r in range(nrows):
         s = U(r) * U(Wv)
@@ -262,9 +250,9 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
                     if T > 0:
                         _run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, vk, dv, KH, KW, SW, OP)
                         if OP == MAX:
-                            _compact(vm, out, vk, off, p, oha, ohb, owa, owb, Wv)
+                            _compact_rows(vm, out[p], vk, off[p], oha, ohb - oha, owa, owb, Wv)
                         else:
-                            _compact(vm, out, vm, out, p, oha, ohb, owa, owb, Wv)
+                            _compact_rows(vm, out[p], vm, out[p], oha, ohb - oha, owa, owb, Wv)
                     elif ncol > 0:
                         for oh in range(oha, ohb):
                             kr = off[p, oh, owa:owb] if OP == MAX else vk

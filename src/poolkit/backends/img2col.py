@@ -267,12 +267,8 @@ def _nan_ignore_divisor(plan: Plan, nans: np.ndarray) -> np.ndarray:
     """Per-output divisor with NaN elements left out; NaN where every input element is NaN."""
     valid = [a.valid.astype(np.float64) for a in plan.axes]
     n_in = (valid[0][:, None, None] * valid[1][None, :, None] * valid[2][None, None, :])[None, ..., None]
-    if plan.divisor_override is not None:
-        div = np.full(plan.out_shape, float(plan.divisor_override))
-    else:
-        f = [(a.padded if plan.count_include_pad else a.valid).astype(np.float64) for a in plan.axes]
-        base = (f[0][:, None, None] * f[1][None, :, None] * f[2][None, None, :])[None, ..., None]
-        div = base - nans
+    base = plan.base_divisor[None, ..., None]                # (1, OD, OH, OW, 1)
+    div = np.broadcast_to(base, plan.out_shape) if plan.divisor_override is not None else base - nans
     return np.where((nans == n_in) & (n_in > 0), np.nan, div)
 
 

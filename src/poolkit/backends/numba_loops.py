@@ -64,12 +64,7 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
 
 def _base_divisor(plan: Plan, dtype) -> np.ndarray:
     """The divisor before NaN elements are taken off (NaN-ignore), or the divisor itself."""
-    if not plan.nan_ignore:
-        return plan.divisor.astype(dtype)
-    if plan.divisor_override is not None:
-        return np.full(plan.out_shape[1:4], plan.divisor_override, dtype=dtype)
-    f = [(a.padded if plan.count_include_pad else a.valid) for a in plan.axes]
-    return (f[0][:, None, None] * f[1][None, :, None] * f[2][None, None, :]).astype(dtype)
+    return plan.base_divisor.astype(dtype)
 
 
 def avg_forward(x: np.ndarray, plan: Plan):
