@@ -38,6 +38,7 @@ from numba import njit, prange
 from .. import _threads
 from .._plan import Plan
 from ._jit import Twin, twin
+from ._simd import BLOCK, avg_block, avg_grad_block, max_block, max_grad_block
 
 U = np.uint64
 
@@ -46,8 +47,8 @@ U = np.uint64
 _PAIRS = ((2, 2), (3, 2), (3, 1), (2, 1), (3, 3), (4, 4))
 SPECIALISED = tuple((kh, kw, sw) for kw, sw in _PAIRS for kh in (kw, 1))
 
-# Interior rows narrower than this run as one virtual row per plane (see module docstring).
-VIRTUAL_BELOW = 32
+# Interior rows of BLOCK outputs or more run in explicit vector blocks (``_simd``); narrower
+# ones as one virtual row per plane (see module docstring).
 
 
 @njit(inline="always")
@@ -94,6 +95,18 @@ def _run(xs, T, rs, vm, vk, dv, KH, KW, SW, OP):
         _max_run(xs, T, rs, vm, vk, KH, KW, SW)
     else:
         _sum_run(xs, T, rs, vm, dv, KH, KW, SW)
+
+
+@njit(inline="always")
+def _block_row(xf, x0, rs, o1, k1, o0, n, dv, KH, KW, SW, OP):
+    # n >= BLOCK windows SW apart from xf[x0] -> o1/k1[o0:o0+n], in vector blocks; the last
+    # block moves back to end at n (it recomputes a few outputs, with the same result).
+    for b in range(0, n, BLOCK):
+        c = min(b, n - BLOCK)
+        if OP == MAX:
+            max_block(xf, x0 + c * SW, rs, o1, k1, o0 + c, KH, KW, SW)
+        else:
+            avg_block(xf, x0 + c * SW, rs, o1, o0 + c, dv, KH, KW, SW)
 
 
 @njit(inline="always")
@@ -165,6 +178,15 @@ def _zero_rows_until(plane, done, last, W):
             row[c] = 0
         done += 1
     return done
+
+
+@njit(inline="always")
+def _zero_tail(plane, row0, nrows, c0, W):
+    # Columns c0.. of rows row0..row0+nrows: past the last window of an exact tiling.
+    for r in range(row0, row0 + nrows):
+        row = plane[r]
+        for c in range(c0, W):
+            row[c] = 0
 
 
 @njit(inline="always")
@@ -241,6 +263,9 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
                     return
                 T = 0                                       # interior done: borders only below
                 ncol = 0
+            x1 = x.reshape(P * H * W)
+            o1 = out.reshape(P * OH * OW)
+            k1 = off.reshape(P * OH * OW) if OP == MAX else off.reshape(1)
             for ch in prange(nchunks):
                 vm = np.empty(T, dtype=x.dtype)
                 vk = np.empty(T if OP == MAX else 0, dtype=off.dtype)
@@ -253,6 +278,10 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
                             _compact_rows(vm, out[p], vk, off[p], oha, ohb - oha, owa, owb, Wv)
                         else:
                             _compact_rows(vm, out[p], vm, out[p], oha, ohb - oha, owa, owb, Wv)
+                    elif ncol >= BLOCK:
+                        for oh in range(oha, ohb):
+                            _block_row(x1, (p * H + th[0, oh]) * W + tw[0, owa], rs, o1, k1,
+                                       (p * OH + oh) * OW + owa, ncol, dv, KH, KW, SW, OP)
                     elif ncol > 0:
                         for oh in range(oha, ohb):
                             kr = off[p, oh, owa:owb] if OP == MAX else vk
@@ -280,21 +309,27 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
         P, H, W = gx.shape
         OH, OW = g.shape[1], g.shape[2]
         DH, tile = geo[0], geo[6]
+        g1, k1, gx1 = g.reshape(P * OH * OW), off.reshape(P * OH * OW), gx.reshape(P * H * W)
         for p in prange(P):
             plane = gx[p]
             if tile:
                 for oh in range(OH):
-                    gs, ks = g[p, oh], off[p, oh]
-                    for jh in range(KH):
-                        gr = plane[th[0, oh] + jh]
-                        for t in range(U(OW)):
-                            gv = zero + gs[t]               # 0 + g, as an accumulation would give
-                            kk = ks[t]
-                            i = t * U(SW)
-                            for jw in range(KW):
-                                gr[i + U(jw)] = gv if kk == jh * KW + jw else zero
-                        for c in range(OW * SW, W):
-                            gr[c] = zero
+                    if KW == SW and OW >= BLOCK:
+                        for b in range(0, OW, BLOCK):
+                            c = min(b, OW - BLOCK)
+                            max_grad_block(g1, k1, (p * OH + oh) * OW + c, gx1, (p * H + th[0, oh]) * W + c * SW,
+                                           W, KH, KW)
+                    else:
+                        gs, ks = g[p, oh], off[p, oh]
+                        for jh in range(KH):
+                            gr = plane[th[0, oh] + jh]
+                            for t in range(U(OW)):
+                                gv = zero + gs[t]           # 0 + g, as an accumulation would give
+                                kk = ks[t]
+                                i = t * U(SW)
+                                for jw in range(KW):
+                                    gr[i + U(jw)] = gv if kk == jh * KW + jw else zero
+                    _zero_tail(plane, th[0, oh], KH, OW * SW, W)
                 _zero_rows_from(plane, OH * KH, H, W)
                 continue
             done = 0
@@ -313,24 +348,30 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
         OH, OW = g.shape[1], g.shape[2]
         DH, oha, ohb, owa, owb, tile = geo[0], geo[1], geo[2], geo[3], geo[4], geo[6]
         ncol = U(owb - owa) if owb > owa else U(0)
+        g1, gx1 = g.reshape(P * OH * OW), gx.reshape(P * H * W)
         for p in prange(P):
             plane = gx[p]
             share = np.empty(OW, dtype=g.dtype)
             if tile:
                 dv = divisor[0, 0]
                 for oh in range(OH):
-                    gs = g[p, oh]
-                    for t in range(U(OW)):
-                        share[t] = zero + gs[t] / dv
-                    for jh in range(KH):
-                        gr = plane[th[0, oh] + jh]
+                    if KW == SW and OW >= BLOCK:
+                        for b in range(0, OW, BLOCK):
+                            c = min(b, OW - BLOCK)
+                            avg_grad_block(g1, (p * OH + oh) * OW + c, gx1, (p * H + th[0, oh]) * W + c * SW,
+                                           W, dv, KH, KW)
+                    else:
+                        gs = g[p, oh]
                         for t in range(U(OW)):
-                            sv = share[t]
-                            i = t * U(SW)
-                            for jw in range(KW):
-                                gr[i + U(jw)] = sv
-                        for c in range(OW * SW, W):
-                            gr[c] = zero
+                            share[t] = zero + gs[t] / dv
+                        for jh in range(KH):
+                            gr = plane[th[0, oh] + jh]
+                            for t in range(U(OW)):
+                                sv = share[t]
+                                i = t * U(SW)
+                                for jw in range(KW):
+                                    gr[i + U(jw)] = sv
+                    _zero_tail(plane, th[0, oh], KH, OW * SW, W)
                 _zero_rows_from(plane, OH * KH, H, W)
                 continue
             done = 0
@@ -390,7 +431,7 @@ def _qualify(plan: Plan):
     tw = np.ascontiguousarray(plan.table[2, :3, : aw.out])
     oha, ohb = ah.interior
     owa, owb = aw.interior
-    virtual = (owb - owa) < VIRTUAL_BELOW and (ah.stride * aw.size) % aw.stride == 0
+    virtual = (owb - owa) < BLOCK and (ah.stride * aw.size) % aw.stride == 0
     wv = ah.stride * aw.size // aw.stride if virtual else 0
     # Exact tiling: windows as tall and wide as their strides, no dilation or padding, every
     # window inside the input -- each input element is in at most one window.
