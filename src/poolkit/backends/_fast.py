@@ -2,26 +2,26 @@
 
 The generic kernels (``_kernels``) read every window from tables: flexible, but
 LLVM cannot vectorise them.  These kernels are compiled per window shape
-``(KH, KW, SW)`` (see :data:`SPECIALISED`) so that the taps of a window are
-straight-line code, and they are written the way LLVM's loop vectoriser needs:
+``(KH, KW, SW)`` (see :data:`SPECIALISED`), so that the taps of a window are
+straight-line code, and each plane splits into
 
-* indices are unsigned (``np.uint64``) offsets from a slice, so Numba emits no
-  negative-index wraparound inside the loop;
-* the windows of a run are ``SW`` apart and a window's rows ``rs`` apart, so a
-  run is one plain loop over ``t`` with affine loads;
-* a run is long.  Rows of small feature maps are short (14 outputs on a 28x28
-  map) and LLVM keeps short loops scalar, so when rows are short the whole
-  interior of a plane runs as one *virtual* row: with ``Wv = SH * W / SW``
-  window ``t`` of the run starts at ``SW * t``, which is window
+* an *interior* (windows with every tap inside the input).  Its rows run in
+  explicit vector blocks of 16 or 8 windows (:mod:`._simd`), forward and
+  backward.  Rows of fewer than 8 windows (maps of 15 columns or less pooled
+  2x2) run as one *virtual* row per plane: with ``Wv = SH * W / SW``, window
+  ``t`` of one plain loop starts at ``SW * t``, which is window
   ``(t // Wv, t % Wv)`` of the plane; the ``t % Wv >= OW`` ones are computed
-  and thrown away, and the rest is copied to the output (the "compaction").
+  and thrown away, and the rest is copied to the output.  That loop is written
+  for LLVM's loop vectoriser: unsigned (``np.uint64``) offsets from a slice, so
+  no negative-index wraparound, and affine loads;
+* a *border* of windows that touch the padding or run past the end, handled
+  tap by tap from the plan's tables.
 
-Each plane splits into that interior (every tap inside the input) and a border
-of windows that touch the padding or run past the end, handled tap by tap from
-the plan's tables.  Semantics are the generic kernels', bit for bit for max
-pooling: taps are scanned in order (H, then W), a tap wins when it is the
-window's first, greater, or NaN; backward adds contributions in output order
-into rows zeroed just before their first use.
+Semantics are the generic kernels', bit for bit, for max and average pooling:
+taps are scanned in order (H, then W), a tap wins when it is the window's
+first, greater, or NaN; sums add the taps in that order; backward adds
+contributions in output order into rows zeroed just before their first use,
+or, when the windows tile the input exactly, writes each element once.
 
 Used when: ``C == 1`` (channels-first), the D axis only indexes planes
 (kernel 1, stride 1, no padding), H and W have strided windows, W has
@@ -38,7 +38,7 @@ from numba import njit, prange
 from .. import _threads
 from .._plan import Plan
 from ._jit import Twin, twin
-from ._simd import BLOCK, avg_block, avg_grad_block, max_block, max_grad_block
+from ._simd import AVG, MAX, NARROW, WIDE, grad_add_block, grad_tile_block, pool_block
 
 U = np.uint64
 
@@ -47,8 +47,6 @@ U = np.uint64
 _PAIRS = ((2, 2), (3, 2), (3, 1), (2, 1), (3, 3), (4, 4))
 SPECIALISED = tuple((kh, kw, sw) for kw, sw in _PAIRS for kh in (kw, 1))
 
-# Interior rows of BLOCK outputs or more run in explicit vector blocks (``_simd``); narrower
-# ones as one virtual row per plane (see module docstring).
 
 
 @njit(inline="always")
@@ -85,8 +83,6 @@ def _sum_run(xs, T, rs, vm, dv, KH, KW, SW):
         vm[t] = s / dv
 
 
-MAX, AVG = 0, 1
-
 
 @njit(inline="always")
 def _run(xs, T, rs, vm, vk, dv, KH, KW, SW, OP):
@@ -98,15 +94,60 @@ def _run(xs, T, rs, vm, vk, dv, KH, KW, SW, OP):
 
 
 @njit(inline="always")
-def _block_row(xf, x0, rs, o1, k1, o0, n, dv, KH, KW, SW, OP):
-    # n >= BLOCK windows SW apart from xf[x0] -> o1/k1[o0:o0+n], in vector blocks; the last
+def _pool_row(xf, x0, rs, o1, k1, o0, n, dv, KH, KW, SW, OP):
+    # n >= NARROW windows SW apart from xf[x0] -> o1/k1[o0:o0+n] in vector blocks; the last
     # block moves back to end at n (it recomputes a few outputs, with the same result).
-    for b in range(0, n, BLOCK):
-        c = min(b, n - BLOCK)
-        if OP == MAX:
-            max_block(xf, x0 + c * SW, rs, o1, k1, o0 + c, KH, KW, SW)
-        else:
-            avg_block(xf, x0 + c * SW, rs, o1, o0 + c, dv, KH, KW, SW)
+    if n >= WIDE:
+        for b in range(0, n, WIDE):
+            c = min(b, n - WIDE)
+            pool_block(xf, x0 + c * SW, rs, o1, k1, o0 + c, dv, KH, KW, SW, WIDE, OP)
+    else:
+        for b in range(0, n, NARROW):
+            c = min(b, n - NARROW)
+            pool_block(xf, x0 + c * SW, rs, o1, k1, o0 + c, dv, KH, KW, SW, NARROW, OP)
+
+
+@njit(inline="always")
+def _tile_grad_row(g1, k1, o0, gx1, x0, rs, n, dv, KH, KW, OP):
+    # Backward of n >= NARROW windows that tile the input, in blocks (overlapping last block:
+    # each element is written, not added, so writing it twice changes nothing).
+    if n >= WIDE:
+        for b in range(0, n, WIDE):
+            c = min(b, n - WIDE)
+            grad_tile_block(g1, k1, o0 + c, gx1, x0 + c * KW, rs, dv, KH, KW, WIDE, OP)
+    else:
+        for b in range(0, n, NARROW):
+            c = min(b, n - NARROW)
+            grad_tile_block(g1, k1, o0 + c, gx1, x0 + c * KW, rs, dv, KH, KW, NARROW, OP)
+
+
+@njit(inline="always")
+def _tile_grad_scalar(plane, gs, ks, r0, n, dv, zero, KH, KW, SW, OP):
+    # The same for rows of fewer than NARROW windows, element by element.
+    for jh in range(KH):
+        gr = plane[r0 + jh]
+        for t in range(U(n)):
+            gv = zero + gs[t] if OP == MAX else zero + gs[t] / dv
+            i = t * U(SW)
+            for jw in range(KW):
+                if OP == MAX:
+                    gr[i + U(jw)] = gv if ks[t] == jh * KW + jw else zero
+                else:
+                    gr[i + U(jw)] = gv
+
+
+@njit(inline="always")
+def _add_grad_row(g1, k1, o0, gx1, x0, rs, n, dv, KH, KW, SW, OP):
+    # Backward of n >= NARROW windows SW apart that may overlap, added in vector blocks from
+    # the left. A last block moved back skips the windows already added (adding twice counts twice).
+    c = 0
+    while n - c >= WIDE:
+        grad_add_block(g1, k1, o0 + c, gx1, x0 + c * SW, rs, dv, 0, KH, KW, SW, WIDE, OP)
+        c += WIDE
+    while c < n:
+        b = min(c, n - NARROW)
+        grad_add_block(g1, k1, o0 + b, gx1, x0 + b * SW, rs, dv, c - b, KH, KW, SW, NARROW, OP)
+        c = b + NARROW
 
 
 @njit(inline="always")
@@ -183,6 +224,8 @@ def _zero_rows_until(plane, done, last, W):
 @njit(inline="always")
 def _zero_tail(plane, row0, nrows, c0, W):
     # Columns c0.. of rows row0..row0+nrows: past the last window of an exact tiling.
+    if c0 >= W:
+        return
     for r in range(row0, row0 + nrows):
         row = plane[r]
         for c in range(c0, W):
@@ -204,6 +247,18 @@ def _spread(plane, th, tw, oh, ow, DH, share):
         ph = th[0, oh] + jh * DH
         for jw in range(tw[1, ow], tw[2, ow]):
             plane[ph, tw[0, ow] + jw] += share
+
+
+@njit(inline="always")
+def _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP):
+    # Backward of one window, tap by tap: max adds its gradient at its winner, average its
+    # share at each tap inside the input.
+    if OP == MAX:
+        k = np.int64(off[p, oh, ow])
+        if k != sentinel:
+            plane[th[0, oh] + (k // KW) * DH, tw[0, ow] + k % KW] += g[p, oh, ow]
+    else:
+        _spread(plane, th, tw, oh, ow, DH, g[p, oh, ow] / divisor[oh, ow])
 
 
 @njit(inline="always")
@@ -278,9 +333,9 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
                             _compact_rows(vm, out[p], vk, off[p], oha, ohb - oha, owa, owb, Wv)
                         else:
                             _compact_rows(vm, out[p], vm, out[p], oha, ohb - oha, owa, owb, Wv)
-                    elif ncol >= BLOCK:
+                    elif ncol >= NARROW:
                         for oh in range(oha, ohb):
-                            _block_row(x1, (p * H + th[0, oh]) * W + tw[0, owa], rs, o1, k1,
+                            _pool_row(x1, (p * H + th[0, oh]) * W + tw[0, owa], rs, o1, k1,
                                        (p * OH + oh) * OW + owa, ncol, dv, KH, KW, SW, OP)
                     elif ncol > 0:
                         for oh in range(oha, ohb):
@@ -301,103 +356,59 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
 
     max_forward, avg_forward = make_forward(MAX), make_forward(AVG)
 
-    @twin
-    def max_backward(g, off, gx, th, tw, geo, sentinel, zero):
-        # Planes in parallel. Exact tiling: every gradient element belongs to one window tap,
-        # so it is written once. Otherwise rows are zeroed just before the first output that
-        # reaches them, and each output adds its value at its winner, in output order.
-        P, H, W = gx.shape
-        OH, OW = g.shape[1], g.shape[2]
-        DH, tile = geo[0], geo[6]
-        g1, k1, gx1 = g.reshape(P * OH * OW), off.reshape(P * OH * OW), gx.reshape(P * H * W)
-        for p in prange(P):
-            plane = gx[p]
-            if tile:
-                for oh in range(OH):
-                    if KW == SW and OW >= BLOCK:
-                        for b in range(0, OW, BLOCK):
-                            c = min(b, OW - BLOCK)
-                            max_grad_block(g1, k1, (p * OH + oh) * OW + c, gx1, (p * H + th[0, oh]) * W + c * SW,
-                                           W, KH, KW)
-                    else:
-                        gs, ks = g[p, oh], off[p, oh]
-                        for jh in range(KH):
-                            gr = plane[th[0, oh] + jh]
-                            for t in range(U(OW)):
-                                gv = zero + gs[t]           # 0 + g, as an accumulation would give
-                                kk = ks[t]
-                                i = t * U(SW)
-                                for jw in range(KW):
-                                    gr[i + U(jw)] = gv if kk == jh * KW + jw else zero
-                    _zero_tail(plane, th[0, oh], KH, OW * SW, W)
-                _zero_rows_from(plane, OH * KH, H, W)
-                continue
-            done = 0
-            for oh in range(OH):
-                done = _zero_rows_until(plane, done, _last_row(th, oh, DH), W)
-                gs, ks = g[p, oh], off[p, oh]
-                for ow in range(OW):
-                    k = np.int64(ks[ow])
-                    if k != sentinel:
-                        plane[th[0, oh] + (k // KW) * DH, tw[0, ow] + k % KW] += gs[ow]
-            _zero_rows_from(plane, done, H, W)
+    def make_backward(OP):
+        """The backward kernel of reduction OP: gradient ``g`` (and winners ``off`` for max) -> ``gx``.
 
-    @twin
-    def avg_backward(g, gx, th, tw, geo, divisor, zero):
-        P, H, W = gx.shape
-        OH, OW = g.shape[1], g.shape[2]
-        DH, oha, ohb, owa, owb, tile = geo[0], geo[1], geo[2], geo[3], geo[4], geo[6]
-        ncol = U(owb - owa) if owb > owa else U(0)
-        g1, gx1 = g.reshape(P * OH * OW), gx.reshape(P * H * W)
-        for p in prange(P):
-            plane = gx[p]
-            share = np.empty(OW, dtype=g.dtype)
-            if tile:
-                dv = divisor[0, 0]
-                for oh in range(OH):
-                    if KW == SW and OW >= BLOCK:
-                        for b in range(0, OW, BLOCK):
-                            c = min(b, OW - BLOCK)
-                            avg_grad_block(g1, (p * OH + oh) * OW + c, gx1, (p * H + th[0, oh]) * W + c * SW,
-                                           W, dv, KH, KW)
-                    else:
-                        gs = g[p, oh]
-                        for t in range(U(OW)):
-                            share[t] = zero + gs[t] / dv
-                        for jh in range(KH):
-                            gr = plane[th[0, oh] + jh]
-                            for t in range(U(OW)):
-                                sv = share[t]
-                                i = t * U(SW)
-                                for jw in range(KW):
-                                    gr[i + U(jw)] = sv
-                    _zero_tail(plane, th[0, oh], KH, OW * SW, W)
-                _zero_rows_from(plane, OH * KH, H, W)
-                continue
-            done = 0
-            for oh in range(OH):
-                if th[2, oh] <= th[1, oh]:
+        Planes in parallel. Exact tiling: every gradient element belongs to one window tap,
+        so it is written once. Otherwise rows are zeroed just before the first output that
+        reaches them, and each output adds its gradient (max: at its winner; average: its
+        share at every tap), in output order.
+        """
+
+        @twin
+        def backward(g, off, gx, th, tw, geo, divisor, sentinel, zero):
+            P, H, W = gx.shape
+            OH, OW = g.shape[1], g.shape[2]
+            DH, oha, ohb, owa, owb, tile = geo[0], geo[1], geo[2], geo[3], geo[4], geo[6]
+            g1, gx1 = g.reshape(P * OH * OW), gx.reshape(P * H * W)
+            k1 = off.reshape(P * OH * OW) if OP == MAX else off.reshape(1)
+            dv = divisor[0, 0]
+            if OP == AVG and ohb > oha and owb > owa:
+                dv = divisor[oha, owa]                      # the same for every interior window
+            for p in prange(P):
+                plane = gx[p]
+                if tile:
+                    for oh in range(OH):
+                        if OW >= NARROW:
+                            _tile_grad_row(g1, k1, (p * OH + oh) * OW, gx1, (p * H + th[0, oh]) * W, W, OW, dv,
+                                           KH, KW, OP)
+                        else:
+                            _tile_grad_scalar(plane, g[p, oh], off[p, oh] if OP == MAX else g[p, oh], th[0, oh],
+                                              OW, dv, zero, KH, KW, SW, OP)
+                        _zero_tail(plane, th[0, oh], KH, OW * SW, W)
+                    _zero_rows_from(plane, OH * KH, H, W)
                     continue
-                done = _zero_rows_until(plane, done, _last_row(th, oh, DH), W)
-                for ow in range(OW):
-                    share[ow] = g[p, oh, ow] / divisor[oh, ow]
-                a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
-                # outputs in order: left border, interior, right border
-                for ow in range(a):
-                    _spread(plane, th, tw, oh, ow, DH, share[ow])
-                if b > a:
-                    c0 = tw[0, owa]
-                    ss = share[owa:owb]
-                    for jh in range(KH):
-                        gr = plane[th[0, oh] + jh * DH, c0:]
-                        for t in range(ncol):
-                            sv = ss[t]
-                            i = t * U(SW)
-                            for jw in range(KW):
-                                gr[i + U(jw)] += sv
-                for ow in range(b, OW):
-                    _spread(plane, th, tw, oh, ow, DH, share[ow])
-            _zero_rows_from(plane, done, H, W)
+                done = 0
+                for oh in range(OH):
+                    if th[2, oh] <= th[1, oh]:
+                        continue                            # every window of the row lies in padding
+                    done = _zero_rows_until(plane, done, _last_row(th, oh, DH), W)
+                    # outputs in order: left border, interior blocks, the rest
+                    a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
+                    for ow in range(a):
+                        _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP)
+                    c = a
+                    if b - a >= NARROW:
+                        _add_grad_row(g1, k1, (p * OH + oh) * OW + a, gx1, (p * H + th[0, oh]) * W + tw[0, a],
+                                      DH * W, b - a, dv, KH, KW, SW, OP)
+                        c = b
+                    for ow in range(c, OW):
+                        _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP)
+                _zero_rows_from(plane, done, H, W)
+
+        return backward
+
+    max_backward, avg_backward = make_backward(MAX), make_backward(AVG)
 
     return {"max_forward": max_forward, "avg_forward": avg_forward,
             "max_backward": max_backward, "avg_backward": avg_backward}
@@ -431,7 +442,7 @@ def _qualify(plan: Plan):
     tw = np.ascontiguousarray(plan.table[2, :3, : aw.out])
     oha, ohb = ah.interior
     owa, owb = aw.interior
-    virtual = (owb - owa) < BLOCK and (ah.stride * aw.size) % aw.stride == 0
+    virtual = (owb - owa) < NARROW and (ah.stride * aw.size) % aw.stride == 0
     wv = ah.stride * aw.size // aw.stride if virtual else 0
     # Exact tiling: windows as tall and wide as their strides, no dilation or padding, every
     # window inside the input -- each input element is in at most one window.
@@ -486,7 +497,7 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, parallel: bool):
     kernels, (th, tw, geo), (pin, pout) = s
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
     kernels["max_backward"](parallel, grad.reshape(pout), off.reshape(pout), gx.reshape(pin), th, tw, geo,
-                            plan.sentinel, _zero(grad.dtype))
+                            _unit(grad.dtype), plan.sentinel, _zero(grad.dtype))
     return gx
 
 
@@ -507,8 +518,8 @@ def avg_backward(grad: np.ndarray, plan: Plan, parallel: bool):
         return None
     kernels, (th, tw, geo), (pin, pout) = s
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
-    kernels["avg_backward"](parallel, grad.reshape(pout), gx.reshape(pin), th, tw, geo,
-                            _divisor(plan, grad.dtype), _zero(grad.dtype))
+    kernels["avg_backward"](parallel, grad.reshape(pout), _NO_OFFSETS, gx.reshape(pin), th, tw, geo,
+                            _divisor(plan, grad.dtype), 0, _zero(grad.dtype))
     return gx
 
 

@@ -1,23 +1,27 @@
-"""Explicit vector code for blocks of :data:`BLOCK` strided windows in one output row.
+"""Explicit vector code for blocks of ``NB`` strided windows in one output row.
 
 LLVM's loop vectoriser only enters loops longer than its vector width times
 its interleave count, and small feature maps have short rows (14 outputs on a
 28x28 map), so :mod:`._fast` cannot rely on it there.  These Numba intrinsics
-emit the vector code directly, as LLVM IR on ``<BLOCK x T>`` vectors that LLVM
-lowers to whatever the CPU has (one AVX-512 register, two AVX2 registers,
-four SSE2 registers): each input row of a block is one unaligned vector load,
-the window taps are lanes picked out of it with a shuffle, and the block's
-outputs are one vector store.  A row of ``n >= BLOCK`` outputs is covered by
-blocks at ``0, BLOCK, ...`` and a last one moved back to ``n - BLOCK``; the
-overlap recomputes a few outputs and writes the same values again.
+emit the vector code directly, as LLVM IR on ``<NB x T>`` vectors that LLVM
+lowers to whatever the CPU has (AVX-512, AVX2, SSE2 registers): each input row
+of a block is one unaligned vector load, the window taps are lanes picked out
+of it with shuffles, and the block's outputs are one vector store.
 
 The semantics are the scalar kernels', bit for bit: taps in order (H, then W);
 a max tap wins when it is the first, greater, or NaN; a sum adds the taps in
-that order and then divides.  Window shape and strides are compile-time
-constants (literal integer arguments), so each intrinsic is straight-line code.
+that order and then divides; gradients add in output order.  Window shape,
+stride, block width and operation are compile-time constants (literal integer
+arguments), so each call is straight-line code.
 
 Every load and store touches only window taps of the block, so a block whose
-windows lie inside the input reads and writes inside the arrays.
+windows lie inside the input stays inside the arrays.
+
+Arguments shared by the intrinsics: 1-D contiguous arrays; ``x0`` the element
+of the first tap of the block's first window, ``rs`` the distance between
+window rows, ``o0`` the block's first output; ``off`` the winning taps (read
+by max only) and ``dv`` the divisor (read by average only): the operation
+``OP`` (:data:`MAX` or :data:`AVG`) picks.
 """
 from __future__ import annotations
 
@@ -26,190 +30,231 @@ from numba import types
 from numba.core.errors import RequireLiteralValue, TypingError
 from numba.extending import intrinsic
 
-__all__ = ["BLOCK", "max_block", "avg_block", "max_grad_block", "avg_grad_block"]
+__all__ = ["MAX", "AVG", "WIDE", "NARROW", "pool_block", "grad_tile_block", "grad_add_block"]
 
-# Outputs per block: 8 lanes fill one AVX-512 register of float64 (two of AVX2).
-BLOCK = 8
+MAX, AVG = 0, 1
+
+# Block widths: 16 lanes fill an AVX-512 register of float32; rows of 8 to 15 outputs
+# (a 28x28 map pooled 2x2 has 14) take the narrow blocks.
+WIDE, NARROW = 16, 8
 
 _I32 = ir.IntType(32)
 
 
-def _literal(ty, name: str) -> int:
-    if not isinstance(ty, types.IntegerLiteral):
-        raise RequireLiteralValue(f"`{name}` must be a compile-time integer constant")
-    return ty.literal_value
+def _literals(**named) -> list:
+    values = []
+    for name, ty in named.items():
+        if not isinstance(ty, types.IntegerLiteral):
+            raise RequireLiteralValue(f"`{name}` must be a compile-time integer constant")
+        values.append(ty.literal_value)
+    return values
 
 
-def _check(arrays, indices):
+def _check(arrays, indices, dv, op: int, off):
     for a in arrays:
         if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"):
             raise TypingError(f"vector blocks need 1-D contiguous arrays, got {a}")
     for i in indices:
         if not isinstance(i, types.Integer):
             raise TypingError(f"vector block offsets must be integers, got {i}")
+    if dv != arrays[0].dtype or any(a.dtype != dv for a in arrays[1:]):
+        raise TypingError("vector blocks: the value arrays and `dv` must share one dtype")
+    if not isinstance(off.dtype, types.Integer):
+        raise TypingError("vector blocks: `off` must have an integer dtype")
+    if op not in (MAX, AVG):
+        raise TypingError(f"vector blocks: unknown OP {op}")
 
 
-def _vector_ptr(context, builder, aty, aval, start, sty, count: int):
-    """Pointer to ``<count x T>`` at element ``start`` (an int of type ``sty``) of 1-D array ``aval``."""
-    data = context.make_array(aty)(context, builder, aval).data
-    start = context.cast(builder, start, sty, types.intp)
-    vty = ir.VectorType(context.get_data_type(aty.dtype), count)
-    return builder.bitcast(builder.gep(data, [start]), vty.as_pointer())
+class _Gen:
+    """IR helpers for one intrinsic call: its context, builder, signature and arguments."""
 
+    def __init__(self, context, builder, sig, args, nb: int):
+        self.context, self.builder, self.sig, self.args, self.nb = context, builder, sig, args, nb
 
-def _row_start(context, builder, x0, x0ty, rs, rsty, jh: int):
-    x0 = context.cast(builder, x0, x0ty, types.intp)
-    rs = context.cast(builder, rs, rsty, types.intp)
-    return builder.add(x0, builder.mul(rs, ir.Constant(rs.type, jh)))
+    def intp(self, i: int):
+        return self.context.cast(self.builder, self.args[i], self.sig.args[i], types.intp)
 
+    def vtype(self, dtype, count=None):
+        return ir.VectorType(self.context.get_data_type(dtype), self.nb if count is None else count)
 
-def _lanes(builder, row, first: int, step: int):
-    """Lanes ``first, first + step, ...`` (BLOCK of them) of vector ``row``."""
-    mask = ir.Constant(ir.VectorType(_I32, BLOCK), [first + t * step for t in range(BLOCK)])
-    return builder.shuffle_vector(row, ir.Constant(row.type, ir.Undefined), mask)
+    def ptr(self, a: int, start, count=None):
+        """Pointer to ``<count x T>`` at element ``start`` (intp) of array argument ``a``."""
+        aty = self.sig.args[a]
+        data = self.context.make_array(aty)(self.context, self.builder, self.args[a]).data
+        return self.builder.bitcast(self.builder.gep(data, [start]), self.vtype(aty.dtype, count).as_pointer())
 
+    def row(self, x0: int, rs: int, jh: int):
+        """Start of window row ``jh``: ``x0 + jh * rs`` (argument positions ``x0``, ``rs``)."""
+        return self.builder.add(self.intp(x0), self.builder.mul(self.intp(rs), ir.Constant(ir.IntType(64), jh)))
 
-def _taps(context, builder, sig, args, KH: int, KW: int, SW: int):
-    """Yield ``(jh, jw, vector of that tap over the block)`` in scan order."""
-    x, x0, rs = args[0], args[1], args[2]
-    xty, x0ty, rsty = sig.args[0], sig.args[1], sig.args[2]
-    length = (BLOCK - 1) * SW + KW                  # the elements of one input row the block reads
-    for jh in range(KH):
-        start = _row_start(context, builder, x0, x0ty, rs, rsty, jh)
-        row = builder.load(_vector_ptr(context, builder, xty, x, start, types.intp, length), align=1)
+    def load(self, a: int, start, count=None):
+        return self.builder.load(self.ptr(a, start, count), align=1)
+
+    def store(self, value, a: int, start):
+        self.builder.store(value, self.ptr(a, start, value.type.count), align=1)
+
+    def shuffle(self, v, w, lanes):
+        return self.builder.shuffle_vector(v, w, ir.Constant(ir.VectorType(_I32, len(lanes)), lanes))
+
+    def splat(self, value, vty):
+        v = self.builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(_I32, 0))
+        return self.shuffle(v, ir.Constant(vty, ir.Undefined), [0] * vty.count)
+
+    def const(self, vty, value):
+        return ir.Constant(vty, [value] * vty.count)
+
+    def interleave(self, vectors):
+        """``[v0, v1, ...]`` (each ``<nb x T>``) -> ``<n*nb x T>`` with ``v_j[t]`` at ``t*n + j``."""
+        n, nb = len(vectors), self.nb
+        parts = list(vectors)
+        while len(parts) > 1:               # concatenate pairwise; an undefined partner pads odd counts
+            if len(parts) % 2:
+                parts.append(ir.Constant(parts[0].type, ir.Undefined))
+            width = parts[0].type.count
+            parts = [self.shuffle(parts[i], parts[i + 1], list(range(2 * width))) for i in range(0, len(parts), 2)]
+        whole = parts[0]
+        return self.shuffle(whole, ir.Constant(whole.type, ir.Undefined),
+                            [j * nb + t for t in range(nb) for j in range(n)])
+
+    def taps(self, a: int, start, KW: int, SW: int):
+        """The KW tap vectors of one window row, tap ``jw`` being ``arr[start + t*SW + jw]`` for lane ``t``.
+
+        Loads are ``nb * SW`` long (whole registers, not an odd length LLVM would assemble
+        element by element), from offsets ``min(jw, KW - SW)``: one such load covers tap
+        ``jw`` and ends at the block's last tap, never past it.
+        """
+        loads, out = {}, []
         for jw in range(KW):
-            yield jh, jw, _lanes(builder, row, jw, SW)
+            o = min(jw, KW - SW)
+            if o not in loads:
+                loads[o] = self.load(a, self.builder.add(start, ir.Constant(start.type, o)), self.nb * SW)
+            row = loads[o]
+            out.append(self.shuffle(row, ir.Constant(row.type, ir.Undefined),
+                                    [t * SW + jw - o for t in range(self.nb)]))
+        return out
 
-
-def _splat(builder, value, vty):
-    v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(_I32, BLOCK),
-                                                                                   [0] * BLOCK))
-
-
-def _interleave(builder, vectors):
-    """``[v0, v1, ...]`` (each ``<BLOCK x T>``) -> ``<n*BLOCK x T>`` with ``v_j[t]`` at ``t*n + j``."""
-    n = len(vectors)
-    if n == 1:
-        return vectors[0]
-    # Concatenate pairwise up to one vector (an undefined partner pads an odd count), then permute.
-    parts = list(vectors)
-    while len(parts) > 1:
-        if len(parts) % 2:
-            parts.append(ir.Constant(parts[0].type, ir.Undefined))
-        width = parts[0].type.count
-        both = ir.Constant(ir.VectorType(_I32, 2 * width), list(range(2 * width)))
-        parts = [builder.shuffle_vector(parts[i], parts[i + 1], both) for i in range(0, len(parts), 2)]
-    order = ir.Constant(ir.VectorType(_I32, n * BLOCK), [j * BLOCK + t for t in range(BLOCK) for j in range(n)])
-    return builder.shuffle_vector(parts[0], ir.Constant(parts[0].type, ir.Undefined), order)
+    def winner_mask(self, kvec, tap: int):
+        return self.builder.icmp_unsigned("==", kvec, self.const(kvec.type, tap))
 
 
 @intrinsic(prefer_literal=True)
-def max_block(typingctx, x, x0, rs, out, off, o0, KH, KW, SW):
-    """Max of BLOCK windows: taps at ``x[x0 + jh*rs + t*SW + jw]``; ``out/off[o0 + t]`` get max and tap."""
-    kh, kw, sw = _literal(KH, "KH"), _literal(KW, "KW"), _literal(SW, "SW")
-    _check((x, out, off), (x0, rs, o0))
-    if x.dtype != out.dtype or not isinstance(off.dtype, types.Integer):
-        raise TypingError("max_block: `out` must have the dtype of `x`, `off` an integer dtype")
+def pool_block(typingctx, x, x0, rs, out, off, o0, dv, KH, KW, SW, NB, OP):
+    """Pool NB windows SW apart: taps ``x[x0 + jh*rs + t*SW + jw]`` -> ``out[o0 + t]`` (and ``off[o0 + t]``)."""
+    kh, kw, sw, nb, op = _literals(KH=KH, KW=KW, SW=SW, NB=NB, OP=OP)
+    _check((x, out), (x0, rs, o0), dv, op, off)
+    if op == AVG and not isinstance(x.dtype, types.Float):
+        raise TypingError("pool_block: average pooling needs a floating-point dtype")
 
     def codegen(context, builder, sig, args):
-        kty = ir.VectorType(context.get_data_type(off.dtype), BLOCK)
-        m = k = None
-        for jh, jw, v in _taps(context, builder, sig, args, kh, kw, sw):
-            if m is None:
-                m, k = v, ir.Constant(kty, [0] * BLOCK)
-                continue
-            if isinstance(x.dtype, types.Float):
-                c = builder.or_(builder.fcmp_ordered(">", v, m), builder.fcmp_unordered("uno", v, v))
-            elif x.dtype.signed:
-                c = builder.icmp_signed(">", v, m)
-            else:
-                c = builder.icmp_unsigned(">", v, m)
-            m = builder.select(c, v, m)
-            k = builder.select(c, ir.Constant(kty, [jh * kw + jw] * BLOCK), k)
-        o0ty = sig.args[5]
-        builder.store(m, _vector_ptr(context, builder, out, args[3], args[5], o0ty, BLOCK), align=1)
-        builder.store(k, _vector_ptr(context, builder, off, args[4], args[5], o0ty, BLOCK), align=1)
+        gen = _Gen(context, builder, sig, args, nb)
+        kty = gen.vtype(off.dtype)
+        acc = k = None
+        for jh in range(kh):
+            for jw, v in enumerate(gen.taps(0, gen.row(1, 2, jh), kw, sw)):
+                if op == AVG:
+                    acc = builder.fadd(gen.const(v.type, 0.0) if acc is None else acc, v)
+                elif acc is None:
+                    acc, k = v, gen.const(kty, 0)
+                else:
+                    if isinstance(x.dtype, types.Float):
+                        c = builder.or_(builder.fcmp_ordered(">", v, acc), builder.fcmp_unordered("uno", v, v))
+                    elif x.dtype.signed:
+                        c = builder.icmp_signed(">", v, acc)
+                    else:
+                        c = builder.icmp_unsigned(">", v, acc)
+                    acc = builder.select(c, v, acc)
+                    k = builder.select(c, gen.const(kty, jh * kw + jw), k)
+        if op == AVG:
+            acc = builder.fdiv(acc, gen.splat(args[6], acc.type))
+        else:
+            gen.store(k, 4, gen.intp(5))
+        gen.store(acc, 3, gen.intp(5))
         return context.get_dummy_value()
 
-    return types.void(x, x0, rs, out, off, o0, KH, KW, SW), codegen
+    return types.void(x, x0, rs, out, off, o0, dv, KH, KW, SW, NB, OP), codegen
 
 
 @intrinsic(prefer_literal=True)
-def avg_block(typingctx, x, x0, rs, out, o0, dv, KH, KW, SW):
-    """Mean of BLOCK windows: ``out[o0 + t] = (0 + taps in scan order) / dv``."""
-    kh, kw, sw = _literal(KH, "KH"), _literal(KW, "KW"), _literal(SW, "SW")
-    _check((x, out), (x0, rs, o0))
-    if not isinstance(x.dtype, types.Float) or out.dtype != x.dtype or dv != x.dtype:
-        raise TypingError("avg_block: `x`, `out` and `dv` must share one floating-point dtype")
+def grad_tile_block(typingctx, g, off, o0, gx, x0, rs, dv, KH, KW, NB, OP):
+    """Backward of NB windows that tile the input (stride = kernel along W): each tap written once.
 
-    def codegen(context, builder, sig, args):
-        vty = ir.VectorType(context.get_data_type(x.dtype), BLOCK)
-        s = ir.Constant(vty, [0.0] * BLOCK)
-        for _, _, v in _taps(context, builder, sig, args, kh, kw, sw):
-            s = builder.fadd(s, v)
-        s = builder.fdiv(s, _splat(builder, args[5], vty))
-        builder.store(s, _vector_ptr(context, builder, out, args[3], args[4], sig.args[4], BLOCK), align=1)
-        return context.get_dummy_value()
-
-    return types.void(x, x0, rs, out, o0, dv, KH, KW, SW), codegen
-
-
-def _grad_rows(context, builder, gx, gxv, x0, x0ty, rs, rsty, KH, row_of):
-    # Store row jh of the block's windows (KW * BLOCK contiguous elements) for each jh.
-    for jh in range(KH):
-        row = row_of(jh)
-        start = _row_start(context, builder, x0, x0ty, rs, rsty, jh)
-        builder.store(row, _vector_ptr(context, builder, gx, gxv, start, types.intp, row.type.count), align=1)
-
-
-@intrinsic(prefer_literal=True)
-def max_grad_block(typingctx, g, off, o0, gx, x0, rs, KH, KW):
-    """Max backward of BLOCK windows that tile the input (stride = kernel along W).
-
-    Each tap of window ``t`` gets ``0 + g[o0 + t]`` if it was the winner ``off[o0 + t]``, else 0.
+    Max: a tap gets ``0 + g[o0 + t]`` if it won (``off``), else 0. Average: ``0 + g / dv``.
+    Rows ``jh`` of the block are ``KW * NB`` contiguous elements from ``x0 + jh * rs``.
     """
-    kh, kw = _literal(KH, "KH"), _literal(KW, "KW")
-    _check((g, off, gx), (o0, x0, rs))
-    if not isinstance(g.dtype, types.Float) or gx.dtype != g.dtype or not isinstance(off.dtype, types.Integer):
-        raise TypingError("max_grad_block: `g` and `gx` must share a float dtype, `off` be integer")
+    kh, kw, nb, op = _literals(KH=KH, KW=KW, NB=NB, OP=OP)
+    _check((g, gx), (o0, x0, rs), dv, op, off)
+    if not isinstance(g.dtype, types.Float):
+        raise TypingError("grad_tile_block: gradients must be floating point")
 
     def codegen(context, builder, sig, args):
-        gv_, offv, o0v, gxv, x0v, rsv = args[:6]
-        vty = ir.VectorType(context.get_data_type(g.dtype), BLOCK)
-        kty = ir.VectorType(context.get_data_type(off.dtype), BLOCK)
-        zero = ir.Constant(vty, [0.0] * BLOCK)
-        gvec = builder.load(_vector_ptr(context, builder, g, gv_, o0v, sig.args[2], BLOCK), align=1)
+        gen = _Gen(context, builder, sig, args, nb)
+        o0v = gen.intp(2)
+        gvec = gen.load(0, o0v)
+        zero = gen.const(gvec.type, 0.0)
+        if op == AVG:
+            gvec = builder.fdiv(gvec, gen.splat(args[6], gvec.type))
         gvec = builder.fadd(zero, gvec)              # 0 + g, as an accumulation would give (-0 -> +0)
-        kvec = builder.load(_vector_ptr(context, builder, off, offv, o0v, sig.args[2], BLOCK), align=1)
-
-        def row_of(jh):
-            return _interleave(builder, [
-                builder.select(builder.icmp_unsigned("==", kvec, ir.Constant(kty, [jh * kw + jw] * BLOCK)),
-                               gvec, zero)
-                for jw in range(kw)])
-
-        _grad_rows(context, builder, gx, gxv, x0v, sig.args[4], rsv, sig.args[5], kh, row_of)
+        kvec = gen.load(1, o0v) if op == MAX else None
+        for jh in range(kh):
+            if op == MAX:
+                taps = [builder.select(gen.winner_mask(kvec, jh * kw + jw), gvec, zero) for jw in range(kw)]
+            else:
+                taps = [gvec] * kw
+            gen.store(gen.interleave(taps), 3, gen.row(4, 5, jh))
         return context.get_dummy_value()
 
-    return types.void(g, off, o0, gx, x0, rs, KH, KW), codegen
+    return types.void(g, off, o0, gx, x0, rs, dv, KH, KW, NB, OP), codegen
 
 
 @intrinsic(prefer_literal=True)
-def avg_grad_block(typingctx, g, o0, gx, x0, rs, dv, KH, KW):
-    """Average backward of BLOCK windows that tile the input: every tap gets ``0 + g / dv``."""
-    kh, kw = _literal(KH, "KH"), _literal(KW, "KW")
-    _check((g, gx), (o0, x0, rs))
-    if not isinstance(g.dtype, types.Float) or gx.dtype != g.dtype or dv != g.dtype:
-        raise TypingError("avg_grad_block: `g`, `gx` and `dv` must share one floating-point dtype")
+def grad_add_block(typingctx, g, off, o0, gx, x0, rs, dv, skip, KH, KW, SW, NB, OP):
+    """Backward of NB windows that may overlap: ``gx`` taps ``+=`` gradients, in output order.
+
+    Max adds ``g`` at each window's winner, average ``g / dv`` at every tap.  The blocks
+    of one row must run left to right (a block adds to elements the previous one wrote);
+    the first ``skip`` windows of the block add nothing (a last block moved back over
+    windows already done).
+
+    An element at ``t*SW + jw`` of a row gets window ``t``'s tap ``jw``; the windows
+    reaching one element have ascending ``t`` exactly when ``jw`` descends, so adding
+    one strided vector per ``jw``, from ``KW - 1`` down to 0, keeps the scalar order.
+    Lanes that no window of that ``jw`` reaches add +0.0, which changes nothing: a
+    gradient element is never -0.0 (it starts at +0.0 and only adds).
+    """
+    kh, kw, sw, nb, op = _literals(KH=KH, KW=KW, SW=SW, NB=NB, OP=OP)
+    _check((g, gx), (o0, x0, rs, skip), dv, op, off)
+    if not isinstance(g.dtype, types.Float):
+        raise TypingError("grad_add_block: gradients must be floating point")
 
     def codegen(context, builder, sig, args):
-        gv_, o0v, gxv, x0v, rsv, dvv = args[:6]
-        vty = ir.VectorType(context.get_data_type(g.dtype), BLOCK)
-        gvec = builder.load(_vector_ptr(context, builder, g, gv_, o0v, sig.args[1], BLOCK), align=1)
-        share = builder.fadd(ir.Constant(vty, [0.0] * BLOCK), builder.fdiv(gvec, _splat(builder, dvv, vty)))
-        row = _interleave(builder, [share] * kw)
-        _grad_rows(context, builder, gx, gxv, x0v, sig.args[3], rsv, sig.args[4], kh, lambda jh: row)
+        gen = _Gen(context, builder, sig, args, nb)
+        o0v = gen.intp(2)
+        gvec = gen.load(0, o0v)
+        zero = gen.const(gvec.type, 0.0)
+        if op == AVG:
+            gvec = builder.fdiv(gvec, gen.splat(args[6], gvec.type))
+        lane = ir.Constant(ir.VectorType(ir.IntType(64), nb), list(range(nb)))
+        live = builder.icmp_signed(">=", lane, gen.splat(gen.intp(7), lane.type))
+        gvec = builder.select(live, gvec, zero)
+        kvec = gen.load(1, o0v) if op == MAX else None
+        length = (nb - 1) * sw + kw                     # elements of one gradient row the block adds to
+        # in two parts: whole registers [0, nb*SW) and the KW - SW elements after them
+        parts = [(0, nb * sw)] + ([(nb * sw, length)] if length > nb * sw else [])
+        for jh in range(kh):
+            start = gen.row(4, 5, jh)
+            taps = [gvec if op == AVG else builder.select(gen.winner_mask(kvec, jh * kw + jw), gvec, zero)
+                    for jw in range(kw)]
+            for lo, hi in parts:
+                at = builder.add(start, ir.Constant(start.type, lo))
+                acc = gen.load(3, at, hi - lo)
+                for jw in reversed(range(kw)):
+                    lanes = [nb] * (hi - lo)                # lane nb of (v, zero) is a zero
+                    for t in range(nb):
+                        if lo <= t * sw + jw < hi:
+                            lanes[t * sw + jw - lo] = t
+                    if any(i != nb for i in lanes):
+                        acc = builder.fadd(acc, gen.shuffle(taps[jw], zero, lanes))
+                gen.store(acc, 3, at)
         return context.get_dummy_value()
 
-    return types.void(g, o0, gx, x0, rs, dv, KH, KW), codegen
+    return types.void(g, off, o0, gx, x0, rs, dv, skip, KH, KW, SW, NB, OP), codegen
