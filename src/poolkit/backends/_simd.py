@@ -133,8 +133,24 @@ class _Gen:
                                     [t * SW + jw - o for t in range(self.nb)]))
         return out
 
-    def winner_mask(self, kvec, tap: int):
-        return self.builder.icmp_unsigned("==", kvec, self.const(kvec.type, tap))
+    def gradient(self, op: int):
+        """The block's gradients ``g[o0 + t]`` (divided by ``dv`` for average) and, for max, winners.
+
+        Reads the backward intrinsics' arguments ``g`` (0), ``off`` (1), ``o0`` (2), ``dv`` (6).
+        """
+        o0 = self.intp(2)
+        g = self.load(0, o0)
+        if op == AVG:
+            g = self.builder.fdiv(g, self.splat(self.args[6], g.type))
+        return g, (self.load(1, o0) if op == MAX else None)
+
+    def tap_gradients(self, op: int, g, k, jh: int, KW: int):
+        """What each tap ``jw`` of window row ``jh`` receives: max, ``g`` where it won, else 0; average, ``g``."""
+        if op == AVG:
+            return [g] * KW
+        zero = self.const(g.type, 0.0)
+        return [self.builder.select(self.builder.icmp_unsigned("==", k, self.const(k.type, jh * KW + jw)), g, zero)
+                for jw in range(KW)]
 
 
 @intrinsic(prefer_literal=True)
@@ -188,19 +204,10 @@ def grad_tile_block(typingctx, g, off, o0, gx, x0, rs, dv, KH, KW, NB, OP):
 
     def codegen(context, builder, sig, args):
         gen = _Gen(context, builder, sig, args, nb)
-        o0v = gen.intp(2)
-        gvec = gen.load(0, o0v)
-        zero = gen.const(gvec.type, 0.0)
-        if op == AVG:
-            gvec = builder.fdiv(gvec, gen.splat(args[6], gvec.type))
-        gvec = builder.fadd(zero, gvec)              # 0 + g, as an accumulation would give (-0 -> +0)
-        kvec = gen.load(1, o0v) if op == MAX else None
+        gvec, kvec = gen.gradient(op)
+        gvec = builder.fadd(gen.const(gvec.type, 0.0), gvec)   # 0 + g, as an accumulation gives (-0 -> +0)
         for jh in range(kh):
-            if op == MAX:
-                taps = [builder.select(gen.winner_mask(kvec, jh * kw + jw), gvec, zero) for jw in range(kw)]
-            else:
-                taps = [gvec] * kw
-            gen.store(gen.interleave(taps), 3, gen.row(4, 5, jh))
+            gen.store(gen.interleave(gen.tap_gradients(op, gvec, kvec, jh, kw)), 3, gen.row(4, 5, jh))
         return context.get_dummy_value()
 
     return types.void(g, off, o0, gx, x0, rs, dv, KH, KW, NB, OP), codegen
@@ -228,22 +235,17 @@ def grad_add_block(typingctx, g, off, o0, gx, x0, rs, dv, skip, KH, KW, SW, NB, 
 
     def codegen(context, builder, sig, args):
         gen = _Gen(context, builder, sig, args, nb)
-        o0v = gen.intp(2)
-        gvec = gen.load(0, o0v)
+        gvec, kvec = gen.gradient(op)
         zero = gen.const(gvec.type, 0.0)
-        if op == AVG:
-            gvec = builder.fdiv(gvec, gen.splat(args[6], gvec.type))
         lane = ir.Constant(ir.VectorType(ir.IntType(64), nb), list(range(nb)))
         live = builder.icmp_signed(">=", lane, gen.splat(gen.intp(7), lane.type))
-        gvec = builder.select(live, gvec, zero)
-        kvec = gen.load(1, o0v) if op == MAX else None
+        gvec = builder.select(live, gvec, zero)                  # the first `skip` windows add nothing
         length = (nb - 1) * sw + kw                     # elements of one gradient row the block adds to
         # in two parts: whole registers [0, nb*SW) and the KW - SW elements after them
         parts = [(0, nb * sw)] + ([(nb * sw, length)] if length > nb * sw else [])
         for jh in range(kh):
             start = gen.row(4, 5, jh)
-            taps = [gvec if op == AVG else builder.select(gen.winner_mask(kvec, jh * kw + jw), gvec, zero)
-                    for jw in range(kw)]
+            taps = gen.tap_gradients(op, gvec, kvec, jh, kw)
             for lo, hi in parts:
                 at = builder.add(start, ir.Constant(start.type, lo))
                 acc = gen.load(3, at, hi - lo)
