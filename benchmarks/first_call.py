@@ -2,7 +2,9 @@
 
 Usage::
 
-    python benchmarks/first_call.py            # prints a table; --json for the raw numbers
+    python benchmarks/first_call.py            # prints a table, writes results/first_call.{md,json}
+    python benchmarks/first_call.py --json     # the raw numbers (also written to results/)
+    python benchmarks/first_call.py --out DIR  # write the .md and .json files to DIR instead
 
 Each scenario starts a new Python process that imports poolkit and runs the
 chapter's case (64x3x28x28 float64, 2x2 stride 2) forward+backward through the
@@ -10,14 +12,15 @@ layer API, max then average pooling, then more max passes (the steady
 state: the best of ten).  Scenarios:
 
 cold
-    ``NUMBA_CACHE_DIR`` is a new empty folder: every kernel is compiled (and written there).
+    The kernel cache (``POOLKIT_CACHE_DIR`` and ``NUMBA_CACHE_DIR``) is a new
+    empty folder: every kernel is compiled (and written there).
 warm
     The same folder again: kernels are loaded from the cache.
 read-only folder
-    ``NUMBA_CACHE_DIR`` is a folder with mode 0o500.  Root ignores that mode,
+    The cache folder has mode 0o500.  Root ignores that mode,
     so when run as root the cache is written anyway and the table says so.
 unwritable folder
-    ``NUMBA_CACHE_DIR`` lies below a regular file, so no one, root included,
+    The cache folder lies below a regular file, so no one, root included,
     can create it: poolkit must fall back to compiling in memory
     (``poolkit.info()["kernel_cache"] == "memory"``) and still work.
 default
@@ -26,6 +29,8 @@ default
 In the first four, Numba is allowed no other cache location
 (``NUMBA_CACHE_LOCATOR_CLASSES=UserProvidedCacheLocator``, Numba >= 0.61), so
 a read-only install is simulated even where the source tree is writable.
+The report records the machine (CPU model and vector extensions) and the git
+commit it measured.
 """
 from __future__ import annotations
 
@@ -34,88 +39,21 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
-import time
 
-CHILD = r"""
-import time
-t0 = time.perf_counter()
-import json, sys
-import numpy as np
-import poolkit
-t_import = time.perf_counter() - t0
-x = np.random.default_rng(0).standard_normal((64, 3, 28, 28))
-g = np.random.default_rng(1).random((64, 3, 14, 14))
-out = {"import_s": t_import}
-for mode, cls in (("max", poolkit.MaxPool2d), ("avg", poolkit.AvgPool2d)):
-    layer = cls(2, 2)
-    t = time.perf_counter()
-    y = layer.forward(x)
-    gx = layer.backward(g)
-    out["first_" + mode + "_s"] = time.perf_counter() - t
-layer = poolkit.MaxPool2d(2, 2)
-layer.backward(layer.forward(x))
-steady = []
-for _ in range(10):
-    t = time.perf_counter()
-    layer.backward(layer.forward(x))
-    steady.append(time.perf_counter() - t)
-out["steady_max_s"] = min(steady)
-ref = poolkit.MaxPool2d(2, 2, backend="reference")
-out["correct"] = bool(np.array_equal(layer.forward(x), ref.forward(x))
-                      and np.array_equal(layer.backward(g), ref.backward(g)))
-info = poolkit.info()
-out["kernel_cache"] = info["kernel_cache"]
-out["threads"] = info["threads"]
-out["poolkit_file"] = poolkit.__file__
-out["total_in_process_s"] = time.perf_counter() - t0
-print("RESULT " + json.dumps(out))
-"""
+from poolkit._benchkit.first_call import cache_env, cache_files, cold_and_warm, run_child
+from poolkit._benchkit.machine import machine_info, machine_line, now_utc
 
-
-def _files(folder: str) -> int:
-    n = 0
-    for _, _, names in os.walk(folder):
-        n += sum(name.endswith((".nbi", ".nbc")) for name in names)
-    return n
-
-
-def run_child(env_extra: dict, restrict: bool = True) -> dict:
-    env = dict(os.environ)
-    env.update(env_extra)
-    if restrict:
-        env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator"
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600)
-    wall = time.perf_counter() - t
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if proc.returncode != 0 or line is None:
-        return {"ok": False, "wall_s": wall, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
-    out = json.loads(line[len("RESULT "):])
-    out.update(ok=True, wall_s=wall, warnings=[ln for ln in proc.stderr.splitlines() if "Warning" in ln][:3])
-    return out
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def scenarios() -> list:
+    names = {"cold": "cold (empty cache folder)", "warm": "warm (cache filled)"}
+    rows = [dict(r, scenario=names[r["scenario"]]) for r in cold_and_warm(full=True)]
     base = tempfile.mkdtemp(prefix="poolkit-first-call-")
-    rows = []
+    readonly = os.path.join(base, "readonly")
     try:
-        cache = os.path.join(base, "cache")
-        os.mkdir(cache)
-        r = run_child({"NUMBA_CACHE_DIR": cache})
-        r.update(scenario="cold (empty cache folder)", cache_files=_files(cache))
-        rows.append(r)
-        before = _files(cache)
-        r = run_child({"NUMBA_CACHE_DIR": cache})
-        r.update(scenario="warm (cache filled)", cache_files=_files(cache))
-        if r["cache_files"] > before:
-            r["note"] = (f"{r['cache_files'] - before} more cache files: some kernel missed the cache "
-                         f"and was compiled again")
-        rows.append(r)
-
-        readonly = os.path.join(base, "readonly")
         os.mkdir(readonly)
         os.chmod(readonly, stat.S_IRUSR | stat.S_IXUSR)          # 0o500
         probe = os.path.join(readonly, ".probe")
@@ -126,15 +64,15 @@ def scenarios() -> list:
             enforced = False          # root (or a file system that ignores modes)
         except OSError:
             enforced = True
-        r = run_child({"NUMBA_CACHE_DIR": readonly})
-        r.update(scenario="read-only folder (chmod 0o500)", cache_files=_files(readonly),
+        r = run_child(cache_env(readonly))
+        r.update(scenario="read-only folder (chmod 0o500)", cache_files=cache_files(readonly),
                  note="" if enforced else "permissions not enforced (running as root): the cache was written")
         rows.append(r)
 
         blocker = os.path.join(base, "a-file")
         with open(blocker, "w") as f:
             f.write("not a folder\n")
-        r = run_child({"NUMBA_CACHE_DIR": os.path.join(blocker, "cache")})
+        r = run_child(cache_env(os.path.join(blocker, "cache")))
         r.update(scenario="unwritable folder (below a file)", cache_files=0,
                  note="" if r.get("kernel_cache") == "memory" else "expected kernel_cache 'memory'")
         rows.append(r)
@@ -143,7 +81,6 @@ def scenarios() -> list:
         r.update(scenario="default environment", cache_files=None)
         rows.append(r)
     finally:
-        readonly = os.path.join(base, "readonly")
         if os.path.isdir(readonly):
             os.chmod(readonly, stat.S_IRWXU)          # so that a regular user can delete it
         shutil.rmtree(base, ignore_errors=True)
@@ -153,7 +90,7 @@ def scenarios() -> list:
 def table(rows: list) -> str:
     head = ("scenario", "process", "import", "first max", "first avg", "steady max", "cache", "files", "correct",
             "note")
-    lines = [head]
+    lines = []
     for r in rows:
         if not r["ok"]:
             lines.append((r["scenario"], f"{r['wall_s']:.2f} s", "FAILED", "", "", "", "", "", "", r["error"]))
@@ -163,8 +100,19 @@ def table(rows: list) -> str:
                       "-" if r["cache_files"] is None else str(r["cache_files"]),
                       "yes" if r["correct"] else "NO", r.get("note", "")))
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(row) + " |" for row in lines[1:]]
+    out += ["| " + " | ".join(row) + " |" for row in lines]
     return "\n".join(out)
+
+
+def markdown(report: dict) -> str:
+    return "\n".join([
+        "# poolkit first call in a fresh process", "",
+        f"- date: {report['date']}",
+        f"- machine: {machine_line(report['machine'])}",
+        f"- case: chapter case 64x3x28x28 float64, 2x2 stride 2, forward+backward through the layer API; "
+        f"'process' is the whole child process, start to exit; running as {report['user']}",
+        f"- command: `{report['command']}`", "",
+        table(report["scenarios"]), ""])
 
 
 def source_stamp() -> float:
@@ -179,22 +127,31 @@ def source_stamp() -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="First-call latency of poolkit in fresh processes.")
-    parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"),
+                        help="folder for first_call.md and first_call.json (default: benchmarks/results)")
     args = parser.parse_args(argv)
     before = source_stamp()
+    machine = machine_info()
     rows = scenarios()
-    changed = source_stamp() != before
-    if changed:
+    if source_stamp() != before:
         print("warning: poolkit's source changed during the run, so Numba's cache was invalidated "
               "between scenarios: warm may look like cold; run again", file=sys.stderr)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print("First call in a fresh process: chapter case 64x3x28x28 float64, 2x2 stride 2, forward+backward")
-        print(f"(Python {sys.version.split()[0]}; 'process' is the whole child process, start to exit; "
-              f"running as {'root' if hasattr(os, 'geteuid') and os.geteuid() == 0 else 'a regular user'})")
-        print()
-        print(table(rows))
+    report = {
+        "date": now_utc(), "machine": machine, "git": machine["git"],
+        "user": "root" if hasattr(os, "geteuid") and os.geteuid() == 0 else "a regular user",
+        "command": "python benchmarks/first_call.py" + "".join(
+            " " + a for a in (sys.argv[1:] if argv is None else argv)),
+        "scenarios": rows,
+    }
+    text = markdown(report)
+    print(json.dumps(report, indent=2) if args.json else text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "first_call.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "first_call.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {os.path.join(args.out, 'first_call.md')} and .json", file=sys.stderr)
     return 0 if all(r["ok"] and r["correct"] for r in rows) else 1
 
 

@@ -19,11 +19,9 @@ spell of the machine hits both sides of a ratio.  See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -35,7 +33,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import poolkit                                                         # noqa: E402
-from poolkit.bench import BUSY_FRACTION, CpuWatch, format_bytes, format_seconds, machine_info, same  # noqa: E402
+from poolkit._benchkit.contenders import Pooling, layer_contender, peer_contender, same  # noqa: E402
+from poolkit._benchkit.machine import (BUSY_FRACTION, CpuWatch, cpu_line, git_text, machine_info,  # noqa: E402
+                                      now_utc)
+from poolkit._benchkit.units import format_bytes, format_seconds  # noqa: E402
 
 import chapter_img2col                                                 # noqa: E402
 
@@ -56,8 +57,11 @@ class Case:
     @property
     def out_shape(self):
         n, c, h, w = self.shape
-        o = [(s + 2 * self.padding - self.kernel) // self.stride + 1 for s in (h, w)]
-        return (n, c, o[0], o[1])
+        return (n, c) + poolkit.output_shape((h, w), self.kernel, self.stride, self.padding)
+
+    @property
+    def pooling(self) -> Pooling:
+        return Pooling(self.mode, (self.kernel,) * 2, (self.stride,) * 2, (self.padding,) * 2)
 
     def pool_text(self):
         pad = f" pad {self.padding}" if self.padding else ""
@@ -131,23 +135,11 @@ def make_inputs(shape, out_shape, dtype, seed=0):
 
 
 def run_case(case: Case, threads: int, rounds: int, seconds: float) -> dict:
-    import torch
-    import torch.nn.functional as F
-
     x, g = make_inputs(case.shape, case.out_shape, case.dtype)
-    cls = poolkit.MaxPool2d if case.mode == "max" else poolkit.AvgPool2d
-    layer = cls(case.kernel, case.stride, case.padding)          # default backend
-    tpool = F.max_pool2d if case.mode == "max" else F.avg_pool2d
-    xt = torch.from_numpy(x).requires_grad_(True)
-    gt = torch.from_numpy(g)
+    layer = case.pooling.layer()                                  # default backend
+    ours = layer_contender(layer, x, g, threads, name="poolkit")
+    pytorch = peer_contender("pytorch", case.pooling, x, g, threads)
     x_dst, g_dst = np.empty_like(x), np.empty_like(g)
-
-    def ours():
-        return layer.forward(x), layer.backward(g)
-
-    def pytorch():
-        y = tpool(xt, case.kernel, case.stride, case.padding)
-        return y, torch.autograd.grad(y, xt, gt)[0]
 
     def copy():            # the copy bound: same bytes read, written and allocated as forward+backward
         return x.copy(), g.copy()
@@ -156,17 +148,12 @@ def run_case(case: Case, threads: int, rounds: int, seconds: float) -> dict:
         np.copyto(x_dst, x)
         np.copyto(g_dst, g)
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with poolkit.threads(threads):
-            m = interleaved({"poolkit": ours, "pytorch": pytorch, "copy": copy, "copy_into": copy_into},
-                            rounds, seconds)
-            y, gx = ours()
-            saved = layer.saved_nbytes
-            yt, gxt = pytorch()
-    finally:
-        torch.set_num_threads(old)
+    with ours.context(), pytorch.context():       # both at `threads`
+        m = interleaved({"poolkit": ours.step, "pytorch": pytorch.step, "copy": copy, "copy_into": copy_into},
+                        rounds, seconds)
+        y, gx = ours.arrays(ours.step())
+        saved = layer.saved_nbytes
+        yt, gxt = pytorch.arrays(pytorch.step())
     r = m["rounds_s"]
     med = {k: statistics.median(v) for k, v in r.items()}
     ratio = median_ratio(r["pytorch"], r["poolkit"])
@@ -182,7 +169,7 @@ def run_case(case: Case, threads: int, rounds: int, seconds: float) -> dict:
         "poolkit_over_copy_into": median_ratio(r["poolkit"], r["copy_into"]),
         "copy_target": COPY_TARGET if case.large else None,
         "copy_met": (copy_ratio <= COPY_TARGET) if case.large else None,
-        "same_as_pytorch": same(y, yt.detach().numpy(), case.mode) and same(gx, gxt.numpy(), case.mode),
+        "same_as_pytorch": same(y, yt, case.mode) and same(gx, gxt, case.mode),
         "saved_nbytes": saved, "pytorch_saved_nbytes": outputs * 8 if case.mode == "max" else 0,
         "outputs": outputs, "bytes_touched": int(2 * x.nbytes + 2 * g.nbytes),
         "first_call_s": m["first_call_s"], "block": m["block"], "rounds_s": r,
@@ -213,20 +200,6 @@ def run_img2col(case: Case, rounds: int, seconds: float) -> dict:
 # --------------------------------------------------------------------------- #
 # report
 # --------------------------------------------------------------------------- #
-
-
-def _git() -> Optional[str]:
-    root = os.path.dirname(HERE)
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head.stdout.strip() + (" with uncommitted changes" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _ms(s: float) -> str:
@@ -261,12 +234,12 @@ def _header(report: dict) -> List[str]:
         load += " -- **the machine was busy: expect noise**"
     software = f"- software: Python {m['python']}, poolkit {m['poolkit']}"
     if report.get("git"):
-        software += f" (git {report['git']})"
+        software += f" (git {git_text(report['git'])})"
     software += (f", numpy {m['numpy']}, numba {m['numba']} (threading layer {m['threading_layer']}, "
                  f"kernel cache {m['kernel_cache']}), torch {m['torch']}")
     return [title, "",
             f"- date: {report['date']}",
-            f"- machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['system']}",
+            f"- machine: {cpu_line(m)}, {m['system']}",
             load,
             software,
             f"- method: {report['rounds']} rounds of ~{report['seconds']} s blocks per contender, interleaved; "
@@ -398,8 +371,8 @@ def main(argv=None) -> int:
     other = watch.stop()
     machine = dict(machine, threading_layer=poolkit.info()["threading_layer"])
     report = {
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "quick": args.quick, "machine": machine, "git": _git(), "threads": sorted(threads, reverse=True),
+        "date": now_utc(),
+        "quick": args.quick, "machine": machine, "git": machine["git"], "threads": sorted(threads, reverse=True),
         "rounds": rounds, "seconds": seconds, "load_start": load_start, "load_end": load_end,
         "other_load": other, "busy": bool(other and other["others"] > BUSY_FRACTION),
         "command": "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) == 1 else

@@ -15,11 +15,12 @@ import pytest
 
 import poolkit
 from poolkit import bench
+from poolkit._benchkit import machine
 from poolkit.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
-TINY = ["--iterations", "3", "--batch", "2"]
+TINY = ["--iterations", "3", "--batch", "2", "--no-first-call"]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_JAX = importlib.util.find_spec("jax") is not None
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
@@ -112,9 +113,9 @@ def test_peers_named_in_backends(backends, peers, expected):
 
 
 def test_peers_that_fail_to_import_are_skipped_with_auto(capsys, monkeypatch):
-    def missing(name, cfg, x, g):
+    def missing(name, pool, x, g, threads):
         raise ImportError(f"No module named {name!r}")
-    monkeypatch.setattr(bench, "peer_method", missing)
+    monkeypatch.setattr(bench, "peer_contender", missing)
     assert call(["bench", *TINY]) == 0
     out = capsys.readouterr().out
     assert "Elapsed of pytorch" not in out and "forward: True" in out
@@ -186,10 +187,12 @@ def test_progress_bar_on_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stderr", err)
     monkeypatch.setattr(bench, "_PROGRESS_MIN_SECONDS", 0.0)
     cfg = bench.make_config(iterations=3, batch=1, peers="none")
-    r = bench.run_config(cfg, progress=True)
+    r = bench.run_config(cfg, first_call=False, progress=True)
     assert r["check"]["forward"]
     text = err.getvalue()
-    assert "numba" in text and "[" in text and "3/3" in text and text.endswith("\r")
+    # one tqdm bar per method ("numba:   0%| | 0/3 ..."), cleared when the method is done
+    assert "\rnumba: " in text and "\rimg2col: " in text and "/3 [" in text and "pass/s" in text
+    assert text.endswith(" \r")
 
 
 def test_no_progress_bar_when_not_a_terminal(capsys):
@@ -198,17 +201,96 @@ def test_no_progress_bar_when_not_a_terminal(capsys):
 
 
 def test_cpu_watch():
-    watch = bench.CpuWatch()
+    watch = machine.CpuWatch()
     sum(range(200_000))
     r = watch.stop()
     assert r is None or ({"wall_s", "own_cpu_s", "others", "steal"} <= set(r) and 0 <= r["others"])
 
 
 def test_noisy_runs_are_flagged(capsys, monkeypatch):
-    monkeypatch.setattr(bench.CpuWatch, "stop", lambda self: {"wall_s": 1.0, "own_cpu_s": 1.0, "others": 0.5,
+    monkeypatch.setattr(machine.CpuWatch, "stop", lambda self: {"wall_s": 1.0, "own_cpu_s": 1.0, "others": 0.5,
                                                               "steal": 0.0})
     assert call(["bench", *TINY, "--peers", "none"]) == 0
     assert "other processes used 50% of the CPUs" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- #
+# first call in fresh processes (cold and warm kernel cache)
+# --------------------------------------------------------------------------- #
+def test_first_call_cold_and_warm(capsys):
+    """The one test that runs the fresh processes (the others pass --no-first-call)."""
+    argv = [a for a in TINY if a != "--no-first-call"]
+    assert call(["bench", *argv, "--peers", "none", "--backends", "numba", "--threads", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    fc = r["first_call"]
+    assert fc["threads"] == 1 and "64x3x28x28 float64" in fc["case"]
+    for key in ("cold", "warm"):
+        row = fc[key]
+        assert row["ok"], row
+        assert row["scenario"] == key and row["threads"] == 1
+        assert fc[key + "_s"] == row["first_max_s"] > 0
+    # the cold process compiled into the new folder and the warm one found everything there
+    assert fc["cold"]["cache_files"] > 0
+    assert fc["warm"]["cache_files"] == fc["cold"]["cache_files"] and "note" not in fc["warm"]
+    text = bench.summary(r)
+    assert "first call in a fresh process" in text
+    assert "  cold (empty kernel cache: compiles): " in text and "  warm (the same cache again: loads): " in text
+
+
+def test_no_first_call_leaves_it_out(capsys):
+    assert call(["bench", *TINY, "--peers", "none", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["first_call"] is None
+
+
+def test_failed_fresh_process_exits_1(capsys, monkeypatch):
+    def cold_and_warm(**kw):
+        return [{"ok": False, "wall_s": 0.1, "error": "ImportError: boom", "scenario": "cold", "cache_files": 0},
+                {"ok": True, "wall_s": 0.1, "first_max_s": 0.01, "scenario": "warm", "cache_files": 0}]
+    monkeypatch.setattr(bench, "cold_and_warm", cold_and_warm)
+    argv = [a for a in TINY if a != "--no-first-call"]
+    assert call(["bench", *argv, "--peers", "none", "--backends", "numba"]) == 1
+    captured = capsys.readouterr()
+    assert "cold (empty kernel cache: compiles): FAILED: ImportError: boom" in captured.out
+    assert "first call failed in a fresh process (cold cache): ImportError: boom" in captured.err
+
+
+# --------------------------------------------------------------------------- #
+# the machine: CPU model, vector extensions, git commit
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("text, expected", [
+    ("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse4_1 sse4_2 avx avx2 fma\n",
+     ["SSE4.2", "AVX", "AVX2", "FMA"]),
+    ("model name\t: Intel Xeon\nflags\t\t: sse4_2 avx avx2 fma avx512f avx512dq avx512bw avx512vl\n",
+     ["SSE4.2", "AVX", "AVX2", "FMA", "AVX-512F", "AVX-512BW", "AVX-512VL"]),
+    ("processor\t: 0\nFeatures\t: fp asimd evtstrm aes sve sve2\nCPU part\t: 0xd40\n", ["NEON", "SVE", "SVE2"]),
+    ("processor\t: 0\nflags\t\t: fpu vme de\n", []),
+])
+def test_vector_extensions_from_cpuinfo(tmp_path, monkeypatch, text, expected):
+    path = tmp_path / "cpuinfo"
+    path.write_text(text)
+    monkeypatch.setattr(machine, "_CPUINFO", str(path))
+    assert machine.vector_extensions() == (expected, "/proc/cpuinfo")
+
+
+def test_vector_extensions_without_proc(tmp_path, monkeypatch):
+    monkeypatch.setattr(machine, "_CPUINFO", str(tmp_path / "missing"))
+    names, source = machine.vector_extensions()
+    assert source == "llvm"             # llvmlite comes with Numba
+    assert set(names) <= {name for name, _, _ in machine._VECTOR_EXTENSIONS}
+    assert machine.cpu_model()          # falls back to the platform's words
+
+
+def test_machine_header_names_the_vector_extensions_and_commit():
+    m = machine.machine_info()
+    assert isinstance(m["vector_extensions"], list) and m["vector_extensions_from"] in ("/proc/cpuinfo", "llvm")
+    line = machine.machine_line(m)
+    assert m["cpu"] in line and all(v in line for v in m["vector_extensions"])
+    inside_git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if inside_git.returncode != 0:
+        assert m["git"] is None
+    else:
+        assert m["git"]["commit"] == inside_git.stdout.strip() and isinstance(m["git"]["dirty"], bool)
+        assert f"(git {inside_git.stdout.strip()[:7]}" in line
 
 
 # --------------------------------------------------------------------------- #
@@ -251,7 +333,7 @@ def test_named_peer_that_is_missing_exits_2(capsys, monkeypatch):
 
 
 def test_bench_function_and_its_errors():
-    r = bench.bench(iterations=2, batch=1, peers="none", mode="mean")
+    r = bench.bench(iterations=2, batch=1, peers="none", mode="mean", first_call=False)
     assert r["config"]["mode"] == "avg" and r["check"]["forward"]
     with pytest.raises(ValueError, match="`iterations` must be an integer >= 1, but got iterations=0"):
         bench.bench(iterations=0)
@@ -319,14 +401,24 @@ def test_run_py_quick_writes_a_table(tmp_path):
     report = json.loads((tmp_path / "quick.json").read_text())
     assert report["quick"] and len(report["cases"]) == 5 * len(report["threads"])
     assert all(r["same_as_pytorch"] for r in report["cases"]) and report["img2col"]["same"]
+    # the header names the CPU's vector extensions and the commit measured
+    m = report["machine"]
+    assert f"- machine: {machine.cpu_line(m)}" in table and isinstance(m["vector_extensions"], list)
+    assert report["git"] == m["git"]
+    if m["git"]:
+        assert f"(git {machine.git_text(m['git'])})" in table
 
 
 @pytest.mark.slow
 def test_first_call_py(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "first_call.py"), "--json"],
-                          capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "first_call.py"), "--json",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=1800, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)
+    report = json.loads(proc.stdout)
+    assert report == json.loads((tmp_path / "first_call.json").read_text())
+    assert "vector_extensions" in report["machine"] and "| cold (empty cache folder) |" in (
+        tmp_path / "first_call.md").read_text()
+    rows = report["scenarios"]
     assert [r["ok"] for r in rows] == [True] * 5
     unwritable = next(r for r in rows if r["scenario"].startswith("unwritable"))
     assert unwritable["kernel_cache"] == "memory" and unwritable["correct"]

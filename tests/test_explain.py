@@ -15,7 +15,9 @@ import pytest
 import poolkit
 from poolkit import cli
 from poolkit import explain as ex
-from poolkit._geometry import explain_adaptive, explain_axis
+from poolkit.explain import figures
+from poolkit.explain.view import display_width
+from poolkit.explain.words import explain_adaptive, explain_axis
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "docs" / "tutorial.md"
@@ -253,7 +255,7 @@ def test_non_finite_values_become_null(capsys):
 # text
 # --------------------------------------------------------------------------- #
 def _width(line):
-    return ex._dw(line)
+    return display_width(line)
 
 
 def _assert_fits(text, width=80):
@@ -419,7 +421,7 @@ def test_png_figures(capsys, tmp_path):
 
 def test_png_with_json_keeps_stdout_json(capsys, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    monkeypatch.setattr(ex, "_cjk_font", lambda: None)          # as on a machine without Chinese fonts
+    monkeypatch.setattr(figures, "cjk_font", lambda: None)          # as on a machine without Chinese fonts
     code, out, err = run_cli(capsys, "--png", str(tmp_path), "--mode", "avg", "--padding", "1",
                              "--input", GRID3, "--format", "json", "--lang", "zh")
     assert code == 0
@@ -533,3 +535,135 @@ def test_docstring_examples():
         for test in finder.find(fn, globs={"explain_axis": explain_axis, "explain_adaptive": explain_adaptive}):
             runner.run(test)
         assert runner.failures == 0 and runner.tries >= 1
+
+
+# --------------------------------------------------------------------------- #
+# the package's pieces: one home per rule
+# --------------------------------------------------------------------------- #
+def test_every_module_docstring_example_runs():
+    import importlib
+    import pkgutil
+
+    modules = [importlib.import_module(f"poolkit.explain.{m.name}") for m in pkgutil.iter_modules(ex.__path__)]
+    assert {m.__name__.rsplit(".", 1)[1] for m in modules} >= {"axis", "cli", "compute", "figures", "jsonout",
+                                                               "parse", "text", "view", "words"}
+    for module in modules:
+        assert module.__doc__ and "job" in module.__doc__, module.__name__     # each says what it is for
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__
+
+
+def test_word_tables_speak_every_language_alike():
+    from poolkit.explain import words
+
+    fields = re.compile(r"{(\w*)}")
+    for table in (words.AXIS, words.TEXT, words.FIGURE):
+        assert tuple(table) == words.LANGS
+        en = table["en"]
+        for lang in words.LANGS:
+            assert table[lang].keys() == en.keys(), lang
+            for key, phrase in table[lang].items():
+                # Same placeholders in every language: a phrase never drops a number.
+                assert set(fields.findall(phrase)) == set(fields.findall(en[key])), (lang, key)
+    with pytest.raises(ex.ExplainError, match=r"^--lang: expected en or zh, but got 'fr'\.$"):
+        words.words_for(words.TEXT, "fr", "--lang")
+
+
+AXIS_GRID = [(n, k, s, d, pb, pa, ceil) for n in range(1, 8) for k in range(1, 5) for s in range(1, 5)
+             for d in (1, 2) for pb in range(3) for pa in range(4) for ceil in (False, True)]
+
+
+def test_explain_axis_agrees_with_output_size():
+    """The account's last number is output_size's; "rejected" exactly when poolkit rejects."""
+    from poolkit._geometry import output_size
+
+    last_number = re.compile(r"= (-?\d+)\.$")
+    for n, k, s, d, pb, pa, ceil in AXIS_GRID:
+        out = output_size(n, k, s, d, pb, pa, ceil)
+        lines = explain_axis("L", n, k, s, d, pb, pa, ceil).splitlines()
+        case = (n, k, s, d, pb, pa, ceil)
+        if out < 1:
+            assert "rejected" in lines[-1], case
+            with pytest.raises(ValueError, match="Output size is too small"):
+                poolkit.output_shape(n, k, s, ((pb, pa),), d, ceil)
+            continue
+        assert not any("rejected" in line for line in lines), case
+        stated = [int(m.group(1)) for line in lines if (m := last_number.search(line))]
+        assert stated[-1] == out == poolkit.output_shape(n, k, s, ((pb, pa),), d, ceil)[0], case
+
+
+def test_ceil_mode_window_longer_than_input_is_explained_not_rejected():
+    # ceil((1 - 2)/2) + 1 = 1: poolkit (like PyTorch) keeps one partial window.
+    assert poolkit.output_shape(1, 2, ceil_mode=True) == (1,)
+    assert explain_axis("L", 1, 2, 2, 1, 0, 0, True).splitlines()[1:] == [
+        "L: out = ceil((1 - 2) / 2) + 1 = 1.",
+        "L: ceil_mode added a partial window starting at 0 (it runs past the end; its missing taps count as padding).",
+    ]
+
+
+def test_count_axis_reads_the_kernels_windows():
+    from poolkit._geometry import regular_axis
+    from poolkit.explain.axis import count_axis
+
+    c = count_axis(5, 2, 2, 1, 1, 1, True)
+    assert c.windows is regular_axis(5, 2, 2, 1, 1, 1, True)        # the same (cached) windows
+    assert (c.floor_out, c.ceil_out, c.out, c.formula_out, c.dropped, c.next_start) == (3, 3, 3, 4, True, 5)
+    f = count_axis(7, 2, 3, 1, 0, 0, False)
+    assert (f.out, f.floor_end, f.unread_tail, f.exact) == (2, 5, 2, False)
+    assert count_axis(4, 2, 2, 1, 0, 0, False).exact
+    r = count_axis(3, 5, 1, 1, 0, 0, False)
+    assert r.rejected and r.windows is None and r.floor_windows is None
+
+
+def test_formula_lines_show_ceil_mode_drop():
+    from poolkit.explain.view import formula_lines
+
+    (r,) = ex.explain_pooling(np.arange(25.0).reshape(5, 5), 2, padding=1, ceil_mode=True, mode="max")
+    assert r["output_shape"] == [3, 3]
+    assert formula_lines(r)[0] == "H2 = ceil((H1 + 2P - F)/S) + 1 = ceil((5 + 2 - 2)/2) + 1 = 4 → 3"
+
+
+def test_parse_pair_accepts_what_the_pooling_functions_accept():
+    from poolkit.explain.parse import parse_pair
+
+    for value, expected in [("2", (2, 2)), ("2,1", (2, 1)), ("2 1", (2, 1)), ("2x1", (2, 1)), ("(2, 1)", (2, 1)),
+                            (3, (3, 3)), (np.int64(3), (3, 3)), ((2, np.int32(1)), (2, 1)), ([4], (4, 4))]:
+        assert parse_pair(value, "kernel_size", 1) == expected, value
+    for bad in (True, 2.0, (1, 2, 3), "", "2.5", (2, "1"), None):
+        with pytest.raises(ex.ExplainError, match=r"^--kernel: expected a positive integer or two of them"):
+            parse_pair(bad, "--kernel", 1)
+    assert parse_pair("0", "--padding", 0) == (0, 0)
+    with pytest.raises(ex.ExplainError, match=r"^--padding: expected a non-negative integer"):
+        parse_pair("0,-1", "--padding", 0)
+
+
+def test_python_api_ceil_mode_and_mode_errors():
+    with pytest.raises(ex.ExplainError, match=r"^ceil_mode: expected True or False, but got 1\.$"):
+        ex.explain_pooling(ceil_mode=1)
+    with pytest.raises(ex.ExplainError, match=r"^mode: expected max, avg \(or mean\) or both, but got \['max'\]\.$"):
+        ex.explain_pooling(mode=["max"])
+
+
+@pytest.mark.parametrize("dilation, modes", [("1", ["max", "avg"]), ("1,1", ["max", "avg"]), ("1x1", ["max", "avg"]),
+                                             ("2", ["max"]), ("2,1", ["max"])])
+def test_dilation_picks_the_default_mode(capsys, dilation, modes):
+    res = run_json(capsys, "--input", "1 2 3 4 5; 5 4 3 2 1; 9 9 9 9 9; 0 0 0 0 1; 1 0 0 0 0",
+                   "--dilation", dilation, "--stride", "1")
+    assert [r["mode"] for r in res] == modes
+
+
+def test_divisor_is_the_backends_divisor():
+    # count_include_pad=False with padding: the corner windows hold fewer inputs.
+    (r,) = ex.explain_pooling(GRID3, 2, padding=1, mode="avg", count_include_pad=False)
+    x = np.array(r["input"])
+    for i, rows in enumerate(r["window_rows"]):
+        for j, cols in enumerate(r["window_cols"]):
+            inside = [x[a, b] for a in rows for b in cols if 0 <= a < 3 and 0 <= b < 3]
+            assert r["divisor"][i][j] == len(inside)
+
+
+def test_save_figures_rejects_unknown_language(tmp_path):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ex.ExplainError, match="lang: expected en or zh, but got 'fr'"):
+        ex.save_figures(ex.explain_pooling(mode="max"), tmp_path, lang="fr")
+    assert not list(tmp_path.iterdir())

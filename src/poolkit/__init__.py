@@ -3,13 +3,15 @@
 Functions mirror ``torch.nn.functional`` (``max_pool2d``, ``avg_pool2d``, ...,
 with matching ``*_backward`` functions); layers (``MaxPool2d``, ...) keep
 what backward needs; ``PoolingLayer`` is the textbook chapter's interface.
+
+``import poolkit`` loads the pooling itself and nothing else: ``explain_pooling``
+(and with it matplotlib, when figures are drawn) loads on first use.
 """
 from __future__ import annotations
 
 from . import _threads
 from ._threads import get_num_threads, set_num_threads, threads
 from .chapter import PoolingLayer, PoolingTypes
-from .explain import explain_pooling
 from .functional import (
     adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_avg_pool_backward,
     adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,
@@ -21,6 +23,7 @@ from .functional import (
     max_unpool1d, max_unpool2d, max_unpool3d, max_unpool_backward,
     output_shape,
 )
+from ._warmup import warmup
 from .layers import (
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d,
     AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d,
@@ -80,10 +83,29 @@ __all__ = [
     "MaxPool2d",
     "MaxPool3d",
     "info",
+    "warmup",
     "__version__",
 ]
 
 _threads._from_environment()
+
+# Public names whose modules load on first access (PEP 562): `import poolkit` stays light.
+_LAZY = {"explain_pooling": ".explain"}
+
+
+def __getattr__(name: str):
+    """Load a lazy public name (see ``_LAZY``) on first access and keep it."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value                     # later accesses skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def info() -> dict:

@@ -9,19 +9,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Optional, Tuple
+from typing import Any, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from . import backends as _backends
-from ._geometry import Axis, as_bool
+from ._geometry import Axis, as_bool, check_int64_product
 from ._layout import DtypePolicy, Layout, as_input_array, dtype_policy, resolve_axes
 from ._plan import Plan, make_plan, offsets_to_indices
 
-__all__ = ["Prepared", "Context", "prepare", "run_forward", "run_backward", "check_nan_policy",
-           "check_divisor_override"]
+__all__ = ["Prepared", "Context", "Windows", "prepare", "run_forward", "run_backward", "check_backend",
+           "backend_module", "check_float_grad", "check_nan_policy", "check_divisor_override"]
 
-WindowsFn = Callable[[Tuple[int, ...]], Tuple[Axis, ...]]
+
+class Windows(Protocol):
+    """What :func:`prepare` needs from a call's window arguments (see :mod:`poolkit._windows`)."""
+
+    def __call__(self, sizes: Sequence[int]) -> Tuple[Axis, ...]: ...
+
+    @property
+    def sizing_argument(self) -> Tuple[str, object]: ...
+
+
+def check_backend(backend) -> str:
+    """The backend's own name for ``backend`` ("auto" resolves here), or a ValueError naming it."""
+    return backend_module(backend).name
+
+
+def backend_module(name) -> ModuleType:
+    """The backend module for a name from :func:`check_backend` (or any accepted name)."""
+    return _backends.get_backend(name)
+
+
+def check_float_grad(g: np.ndarray, name: str = "grad_output") -> np.ndarray:
+    """``g`` if its dtype is floating point (bfloat16 included), else a TypeError naming it."""
+    if g.dtype.kind != "f" and g.dtype.name != "bfloat16":
+        raise TypeError(f"`{name}` must be floating point, but got dtype={g.dtype}.")
+    return g
 
 
 def check_nan_policy(nan_policy) -> bool:
@@ -52,9 +76,13 @@ class Prepared:
     layout: Layout
     out_layout: Layout
     policy: DtypePolicy
-    backend: ModuleType
+    backend_name: str                # by name: a module cannot be pickled or deep-copied
     in_shape: Tuple[int, ...]
     out_shape: Tuple[int, ...]
+
+    @property
+    def backend(self) -> ModuleType:
+        return backend_module(self.backend_name)
 
     @property
     def in_sizes(self):
@@ -75,7 +103,7 @@ class Context:
     """
 
     prepared: Prepared
-    saved: object
+    saved: Any
 
     @property
     def nbytes(self) -> int:
@@ -86,6 +114,32 @@ class Context:
         if isinstance(s, np.ndarray):
             return s.nbytes
         return sum(a.nbytes for a in s)
+
+    def check_saved(self) -> None:
+        """Raise ValueError unless ``saved`` has the shapes and dtypes its forward call made.
+
+        Runs before any backward kernel (the kernels index with the saved values);
+        the values themselves are checked by the kernels.
+        """
+        p = self.prepared
+        plan = p.plan
+        if p.op == "max":
+            expected = [("winning-tap offsets", plan.out_shape, plan.off_dtype)]
+        elif plan.nan_ignore:
+            expected = [("divisors", plan.out_shape, p.policy.compute), ("NaN mask", plan.in_shape, np.dtype(bool))]
+        else:
+            expected = []
+        arrays = [] if self.saved is None else [self.saved] if isinstance(self.saved, np.ndarray) \
+            else list(self.saved) if isinstance(self.saved, tuple) else [self.saved]
+        if len(arrays) != len(expected):
+            raise ValueError(f"the saved state of this {p.op}-pooling forward call is corrupt: expected "
+                             f"{' and '.join(e[0] for e in expected) or 'nothing'}, but got {type(self.saved).__name__}.")
+        for a, (what, shape, dtype) in zip(arrays, expected):
+            if not isinstance(a, np.ndarray) or a.shape != tuple(shape) or a.dtype != dtype:
+                got = (f"{type(a).__name__}" if not isinstance(a, np.ndarray)
+                       else f"dtype={a.dtype} of shape {a.shape}")
+                raise ValueError(f"the saved state of this {p.op}-pooling forward call is corrupt: its {what} "
+                                 f"must be {dtype} of shape {tuple(shape)}, but got {got}.")
 
 
 def _check_sizes(shape, axes, channel_axis, name="x"):
@@ -98,28 +152,34 @@ def _check_sizes(shape, axes, channel_axis, name="x"):
                          f"axis may be empty.")
 
 
-def prepare(op: str, x: np.ndarray, rank: int, windows: WindowsFn, *, data_format, axes, backend,
+def prepare(op: str, x: np.ndarray, rank: int, windows: Windows, *, data_format, axes, backend,
             nan_policy="propagate", count_include_pad=True, divisor_override=None) -> Prepared:
     """Validate one call (everything but the values in ``x``) and build its plan."""
     policy = dtype_policy(x.dtype, op)
     pooled, channel_axis = resolve_axes(x.shape, rank, data_format, axes)
     _check_sizes(x.shape, pooled, channel_axis)
-    module = _backends.get_backend(backend)
+    backend_name = check_backend(backend)
     nan_ignore = check_nan_policy(nan_policy)
     cip = as_bool(count_include_pad, "count_include_pad")
     override = check_divisor_override(divisor_override)
     layout = Layout.make(tuple(x.shape), pooled)
     win = windows(layout.sizes)
+    # Offsets of the winning taps (and flat positions) are int64: the window and the result must fit.
+    check_int64_product([a.taps for a in win], "kernel_size", tuple(a.taps for a in win), "a window of taps")
+    out_shape = layout.user_shape(tuple(a.out for a in win))
+    # A bare callable of sizes (tests pass PoolSpec.axes) has no sizing argument: name the input then.
+    name, value = getattr(windows, "sizing_argument", ("x", f"array of shape {tuple(x.shape)}"))
+    check_int64_product(out_shape + (policy.compute.itemsize,), name, value, "an output (bytes)")
     plan = make_plan(op, tuple(win), layout.batch, layout.channels, nan_ignore and policy.compute.kind == "f",
                      cip, override)
-    out_shape = layout.user_shape(tuple(a.out for a in win))
     out_layout = Layout.make(out_shape, pooled)
-    return Prepared(op, plan, layout, out_layout, policy, module, tuple(x.shape), out_shape)
+    return Prepared(op, plan, layout, out_layout, policy, backend_name, tuple(x.shape), out_shape)
 
 
 def run_forward(p: Prepared, x: np.ndarray, *, return_indices: bool = False, keep: bool = True):
     """Pool ``x``. Returns ``(y, indices or None, Context or None)``."""
     x5 = p.layout.to_canonical(x)
+    saved: Any                        # offsets (max), None or (divisors, NaN mask) (average)
     if p.policy.converts:
         x5 = x5.astype(p.policy.compute)
     if x5.size == 0 or p.plan.out_shape[0] * p.plan.out_shape[4] == 0:
@@ -146,8 +206,7 @@ def check_grad(grad_output, shape, dtype, name="grad_output") -> np.ndarray:
                          f"but got shape {tuple(g.shape)}.")
     if dtype.kind in "iu":
         # Integer max pooling: the gradient is real-valued; it keeps its own float dtype.
-        if g.dtype.kind != "f" and g.dtype.name != "bfloat16":
-            raise TypeError(f"`{name}` must be floating point, but got dtype={g.dtype}.")
+        check_float_grad(g, name)
     elif g.dtype != dtype:
         raise TypeError(f"`{name}` must have the output's dtype, {dtype}, but got dtype={g.dtype}.")
     return g
@@ -157,6 +216,7 @@ def run_backward(ctx: Context, grad_output, name: str = "grad_output") -> np.nda
     """Gradient with respect to the input of the forward call that made ``ctx``."""
     p = ctx.prepared
     g = check_grad(grad_output, p.out_shape, p.policy.result, name)
+    ctx.check_saved()
     gpol = dtype_policy(g.dtype, "avg")          # float16/bfloat16 gradients compute in float32
     g5 = p.out_layout.to_canonical(g)
     if gpol.converts:

@@ -28,9 +28,10 @@ __all__ = [
     "Axis",
     "PoolSpec",
     "adaptive_axis",
+    "INT64_MAX",
     "as_bool",
+    "check_int64_product",
     "dim_names",
-    "explain_axis",
     "normalize_ints",
     "output_size",
     "regular_axis",
@@ -50,6 +51,24 @@ def dim_names(rank: int) -> Tuple[str, ...]:
 # --------------------------------------------------------------------------- #
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+INT64_MAX = 2**63 - 1
+
+
+def check_int64_product(sizes: Sequence[int], name: str, value, what: str) -> int:
+    """``prod(sizes)`` (exact), or a ValueError naming ``name`` when it overflows int64.
+
+    Sizes, positions and flat indices are int64 in the kernels and NumPy: a
+    product past ``2**63 - 1`` would wrap silently there.
+    """
+    total = 1
+    for n in sizes:
+        total *= int(n)
+    if total > INT64_MAX:
+        raise ValueError(f"`{name}`={value!r} makes {what} of {' x '.join(str(int(n)) for n in sizes)} = "
+                         f"{total}, more than int64 holds (at most 2**63 - 1).")
+    return total
 
 
 def as_bool(value, name: str) -> bool:
@@ -85,6 +104,8 @@ def normalize_ints(value, rank: int, name: str, minimum: int) -> Tuple[int, ...]
         if v < minimum:
             allowed = "positive" if minimum == 1 else f"at least {minimum}"
             raise ValueError(f"`{name}` must be {allowed}, but got {name}={value!r}.")
+        if v > INT64_MAX:
+            raise ValueError(f"`{name}` must be at most 2**63 - 1 (sizes are int64), but got {name}={value!r}.")
     return values
 
 
@@ -278,6 +299,9 @@ class PoolSpec:
             pairs = tuple((int(a), int(b)) for a, b in padding)
             if any(v < 0 for p in pairs for v in p):
                 raise ValueError(f"`padding` must be non-negative, but got padding={padding!r}.")
+            if any(v > INT64_MAX for p in pairs for v in p):
+                raise ValueError(f"`padding` must be at most 2**63 - 1 per side (sizes are int64), "
+                                 f"but got padding={padding!r}.")
             return pairs
         if rank == 1 and isinstance(padding, (tuple, list)) and len(padding) == 2 \
                 and all(_is_int(v) for v in padding):
@@ -296,7 +320,7 @@ class PoolSpec:
 
     def pads(self, sizes: Sequence[int]) -> Tuple[Tuple[int, int], ...]:
         """The (before, after) padding per dimension for an input of spatial ``sizes``."""
-        if self.padding != "same":
+        if not isinstance(self.padding, str):
             return self.padding
         pairs = []
         for n, k, s, d in zip(sizes, self.kernel, self.stride, self.dilation):
@@ -310,6 +334,14 @@ class PoolSpec:
         pads = self.pads(sizes)
         result = []
         for i, (n, k, s, d, (pb, pa)) in enumerate(zip(sizes, self.kernel, self.stride, self.dilation, pads)):
+            # Positions up to the padded extent and the window's span are int64 in the kernels.
+            if d * (k - 1) + 1 > INT64_MAX:
+                raise ValueError(f"`kernel_size`={self.kernel!r} with `dilation`={self.dilation!r} makes a "
+                                 f"window span past int64 (at most 2**63 - 1) along {dim_names(self.rank)[i]}.")
+            if n + pb + pa > INT64_MAX:
+                raise ValueError(f"`padding`={self.padding if self.padding != 'same' else pads!r} makes the "
+                                 f"padded {dim_names(self.rank)[i]} axis {n + pb + pa} long, more than int64 "
+                                 f"holds (at most 2**63 - 1).")
             out = output_size(n, k, s, d, pb, pa, self.ceil_mode)
             if out < 1:
                 name = dim_names(self.rank)[i]
@@ -319,8 +351,11 @@ class PoolSpec:
                     f"(kernel_size={k}, dilation={d}) but the padded input is only "
                     f"{n + pb + pa} long (input {n}, padding {pb}+{pa}). Use a smaller "
                     f"`kernel_size` or `dilation`, or more `padding`.")
-            result.append(regular_axis(int(n), k, s, d, pb, pa, self.ceil_mode))
-        return tuple(result)
+            result.append((int(n), k, s, d, pb, pa, out))
+        # Only padding makes an output longer than its input; 8 bytes per output position.
+        check_int64_product([r[-1] for r in result] + [8], "padding",
+                            self.padding if self.padding != "same" else pads, "an output plane (bytes)")
+        return tuple(regular_axis(*r[:-1], self.ceil_mode) for r in result)
 
     def output_shape(self, sizes: Sequence[int]) -> Tuple[int, ...]:
         return tuple(a.out for a in self.axes(sizes))
@@ -365,128 +400,3 @@ def normalize_output_size(output_size, sizes: Sequence[int], name: str = "output
         else:
             result.append(int(v))
     return tuple(result)
-
-
-# --------------------------------------------------------------------------- #
-# plain-words explanation
-# --------------------------------------------------------------------------- #
-_EXPLAIN = {
-    "en": {
-        "head": "{name}: input {size}, padding {pb}+{pa} -> {padded} positions; window spans {span}.",
-        "reject": "{name}: the window ({span}) is longer than the padded input ({padded}): "
-                  "no window fits, so this configuration is rejected.",
-        "floor": "{name}: out = floor(({padded} - {span}) / {stride}) + 1 = {out}.",
-        "ceil": "{name}: out = ceil(({padded} - {span}) / {stride}) + 1 = {out}.",
-        "lost": "{name}: the last {left} position(s) fit no whole window, so input {what} never read",
-        "lost_one": "position {a} is",
-        "lost_many": "positions {a}..{b} are",
-        "lost_ceil": "; ceil_mode=True would add a partial window starting at {start}.",
-        "lost_ceil_no": "; ceil_mode=True would not help: its extra window would start at {start}, "
-                        "past the input.",
-        "pad_only": "{name}: the last {left} position(s) fit no whole window, but they are all "
-                    "padding: no input is lost.",
-        "gap": "{name}: stride {stride} is longer than the window span {span}: {gap} position(s) "
-               "between neighbouring windows are never read.",
-        "dropped": "{name}: ceil_mode's last window would start at {start}, past the input and its "
-                   "left padding, so it is dropped: out = {out}.",
-        "added": "{name}: ceil_mode added a partial window starting at {start} (it runs past the end; "
-                 "its missing taps count as padding).",
-        "adaptive": "{name}: adaptive {size} -> {out}: window o spans "
-                    "[floor(o*{size}/{out}), ceil((o+1)*{size}/{out})): {spans}.",
-    },
-    "zh": {
-        "head": "{name}：输入 {size}，填充 {pb}+{pa}，共 {padded} 个位置；窗口跨度 {span}。",
-        "reject": "{name}：窗口（{span}）比填充后的输入（{padded}）还长，放不下任何一个窗口，"
-                  "所以这个配置无效。",
-        "floor": "{name}：out = floor(({padded} - {span}) / {stride}) + 1 = {out}。",
-        "ceil": "{name}：out = ceil(({padded} - {span}) / {stride}) + 1 = {out}。",
-        "lost": "{name}：最后 {left} 个位置凑不满一个窗口，输入的{what}不会被读到",
-        "lost_one": "第 {a} 个位置",
-        "lost_many": "第 {a}..{b} 个位置",
-        "lost_ceil": "；ceil_mode=True 会从 {start} 开始补一个不完整的窗口。",
-        "lost_ceil_no": "；ceil_mode=True 也无济于事：多出的窗口将从 {start} 开始，已在输入之外。",
-        "pad_only": "{name}：最后 {left} 个位置凑不满一个窗口，但这些位置都是填充，没有丢失输入。",
-        "gap": "{name}：步长 {stride} 大于窗口跨度 {span}，相邻窗口之间有 {gap} 个位置不会被读到。",
-        "dropped": "{name}：ceil_mode 的最后一个窗口将从 {start} 开始，已超出输入及其左侧填充，"
-                   "因此被舍弃：out = {out}。",
-        "added": "{name}：ceil_mode 增加了一个从 {start} 开始的不完整窗口（它超出了末端，"
-                 "缺少的位置按填充处理）。",
-        "adaptive": "{name}：自适应 {size} -> {out}：第 o 个窗口覆盖 "
-                    "[floor(o*{size}/{out}), ceil((o+1)*{size}/{out}))：{spans}。",
-    },
-}
-
-
-def _explain_words(lang: str) -> dict:
-    if lang not in _EXPLAIN:
-        raise ValueError(f"`lang` must be one of {sorted(_EXPLAIN)}, but got lang={lang!r}.")
-    return _EXPLAIN[lang]
-
-
-def explain_axis(name: str, size: int, kernel: int, stride: int, dilation: int,
-                 pad_before: int, pad_after: int, ceil_mode: bool, lang: str = "en") -> str:
-    """How the output length along one axis comes out, in words and numbers.
-
-    Says which input positions no window reads, which window ``ceil_mode``
-    added or dropped, and why a configuration is rejected. ``lang`` is "en"
-    or "zh" (Chinese).
-
-    Examples
-    --------
-    >>> print(explain_axis("W", 5, 2, 2, 1, 0, 0, False))
-    W: input 5, padding 0+0 -> 5 positions; window spans 2.
-    W: out = floor((5 - 2) / 2) + 1 = 2.
-    W: the last 1 position(s) fit no whole window, so input position 4 is never read; ceil_mode=True would add a partial window starting at 4.
-    """
-    words = _explain_words(lang)
-    span = dilation * (kernel - 1) + 1
-    padded = size + pad_before + pad_after
-    total = padded - span
-    span_txt = f"{span}" if dilation == 1 else f"{dilation}*({kernel}-1)+1 = {span}"
-    lines = [words["head"].format(name=name, size=size, pb=pad_before, pa=pad_after, padded=padded,
-                                  span=span_txt)]
-    if total < 0:
-        lines.append(words["reject"].format(name=name, span=span, padded=padded))
-        return "\n".join(lines)
-    floor_out = total // stride + 1
-    if stride > span and floor_out > 1:
-        lines.append(words["gap"].format(name=name, stride=stride, span=span, gap=stride - span))
-    if not ceil_mode:
-        lines.append(words["floor"].format(name=name, padded=padded, span=span, stride=stride, out=floor_out))
-        left = total - (floor_out - 1) * stride           # padded positions after the last window
-        if left:
-            # Those positions, in input coordinates: [size + pad_after - left, size + pad_after).
-            first = size + pad_after - left
-            if first >= size:
-                lines.append(words["pad_only"].format(name=name, left=left))
-            else:
-                a, b = max(first, 0), size - 1
-                what = (words["lost_one"] if a == b else words["lost_many"]).format(a=a, b=b)
-                start = floor_out * stride - pad_before     # where ceil_mode's extra window would start
-                tail = words["lost_ceil" if start < size else "lost_ceil_no"].format(start=start)
-                lines.append(words["lost"].format(name=name, left=left, what=what) + tail)
-        return "\n".join(lines)
-    ceil_out = -(-total // stride) + 1
-    lines.append(words["ceil"].format(name=name, padded=padded, span=span, stride=stride, out=ceil_out))
-    last_start = (ceil_out - 1) * stride - pad_before
-    if (ceil_out - 1) * stride >= size + pad_before:
-        # The rule applies even when floor and ceil agree: with large right padding
-        # (per-side pairs) ceil_mode can return one window fewer than floor mode.
-        lines.append(words["dropped"].format(name=name, start=last_start, out=ceil_out - 1))
-    elif ceil_out > floor_out:
-        lines.append(words["added"].format(name=name, start=last_start))
-    return "\n".join(lines)
-
-
-def explain_adaptive(name: str, size: int, out: int, lang: str = "en") -> str:
-    """Where each adaptive window lies along one axis, in words (``lang`` "en" or "zh").
-
-    Examples
-    --------
-    >>> print(explain_adaptive("L", 5, 3))
-    L: adaptive 5 -> 3: window o spans [floor(o*5/3), ceil((o+1)*5/3)): [0, 2), [1, 4), [3, 5).
-    """
-    words = _explain_words(lang)
-    ax = adaptive_axis(size, out)
-    spans = ", ".join(f"[{s}, {s + n})" for s, n in zip(ax.start.tolist(), ax.hi.tolist()))
-    return words["adaptive"].format(name=name, size=size, out=out, spans=spans)

@@ -15,7 +15,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["Layout", "DtypePolicy", "as_input_array", "dtype_policy", "resolve_axes"]
+__all__ = ["CHANNELS_FIRST", "CHANNELS_LAST", "Layout", "DtypePolicy", "as_input_array", "dtype_policy",
+           "format_rank", "merge_pooled", "resolve_axes"]
 
 _FORMATS = {
     1: {"NCL": "first", "NLC": "last"},
@@ -23,14 +24,37 @@ _FORMATS = {
     3: {"NCDHW": "first", "NDHWC": "last"},
 }
 _GENERIC = {"CHANNELS_FIRST": "first", "CHANNELS_LAST": "last"}
+#: PyTorch's channels-first name per rank: the default ``data_format`` of the fixed-rank API.
+CHANNELS_FIRST = {rank: next(k for k, v in names.items() if v == "first") for rank, names in _FORMATS.items()}
+#: The channels-last name per rank.
+CHANNELS_LAST = {rank: next(k for k, v in names.items() if v == "last") for rank, names in _FORMATS.items()}
+
+
+def format_rank(data_format) -> Optional[int]:
+    """The rank a rank-specific ``data_format`` name ("NCHW", "NLC", ...) fixes; None for others."""
+    if isinstance(data_format, str):
+        for rank, names in _FORMATS.items():
+            if data_format.upper() in names:
+                return rank
+    return None
 
 
 def as_input_array(x, name: str = "x") -> np.ndarray:
     """``np.asarray`` with a clear error for things that are not arrays of numbers.
 
+    The single entry point of every array argument. Masked arrays are refused
+    (their mask would be dropped).
+
     Arrays in non-native byte order (e.g. ``'>f8'`` read from a file) come back
     as a native-order copy: the kernels only know native dtypes.
     """
+    if isinstance(x, np.ma.MaskedArray):
+        # np.asarray would silently drop the mask and pool the hidden values.
+        raise TypeError(
+            f"`{name}` is a masked array (np.ma.MaskedArray), whose mask poolkit cannot honour yet "
+            f"(mask support is planned). Pass {name}.filled(value) with a value that suits the "
+            f"pooling (e.g. {name}.filled(-np.inf) for max pooling), or {name}.filled(np.nan) with "
+            f"nan_policy='ignore' to leave the masked elements out of their windows.")
     if not isinstance(x, np.ndarray):
         try:
             x = np.asarray(x)
@@ -135,6 +159,25 @@ def resolve_axes(shape: Tuple[int, ...], rank: int, data_format: str, axes,
     return tuple(range(ndim - rank - 1, ndim - 1)), ndim - 1
 
 
+def merge_pooled(shape: Tuple[int, ...], axes: Sequence[int]):
+    """``shape`` with the pooled ``axes`` merged into one, and how to get there.
+
+    Returns ``(perm, merged, axis)``: ``perm`` is None when the pooled axes are
+    adjacent and in order (a reshape suffices), else the transpose that moves
+    them last in the order given, ``(others..., pooled...)``; ``merged`` is the
+    shape after it with the pooled axes as one axis, at index ``axis``.
+    """
+    lo, r = min(axes), len(axes)
+    if tuple(axes) == tuple(range(lo, lo + r)):
+        perm, moved, axis = None, tuple(shape), lo
+    else:
+        others = tuple(i for i in range(len(shape)) if i not in axes)
+        perm = others + tuple(axes)
+        moved, axis = tuple(shape[i] for i in perm), len(others)
+    size = int(np.prod(moved[axis: axis + r], dtype=np.int64))
+    return perm, moved[:axis] + (size,) + moved[axis + r:], axis
+
+
 @dataclass(frozen=True)
 class Layout:
     """Maps an array of ``shape`` pooled over ``axes`` to ``(B, D, H, W, C)`` and back."""
@@ -148,24 +191,18 @@ class Layout:
     @classmethod
     @functools.lru_cache(maxsize=256)
     def make(cls, shape: Tuple[int, ...], axes: Tuple[int, ...]) -> "Layout":
-        r = len(axes)
-        lo = min(axes)
-        if tuple(axes) == tuple(range(lo, lo + r)):
-            # Pooled axes already adjacent and in order: a reshape suffices.
-            return cls(shape, axes, None, int(np.prod(shape[:lo], dtype=np.int64)),
-                       int(np.prod(shape[lo + r:], dtype=np.int64)))
-        # Otherwise move them last (in the order given): (others..., pooled...).
-        others = tuple(i for i in range(len(shape)) if i not in axes)
-        perm = others + tuple(axes)
-        return cls(shape, axes, perm, int(np.prod([shape[i] for i in others], dtype=np.int64)), 1)
+        # B is everything before the pooled axes, C everything after (nothing once they are moved last).
+        perm, merged, axis = merge_pooled(shape, axes)
+        return cls(shape, axes, perm, int(np.prod(merged[:axis], dtype=np.int64)),
+                   int(np.prod(merged[axis + 1:], dtype=np.int64)))
 
     @functools.cached_property
     def sizes(self) -> Tuple[int, ...]:
         return tuple(self.shape[a] for a in self.axes)
 
     def canonical_shape(self, sizes: Sequence[int]) -> Tuple[int, int, int, int, int]:
-        s = (1,) * (3 - len(sizes)) + tuple(sizes)
-        return (self.batch,) + s + (self.channels,)
+        d, h, w = (1,) * (3 - len(sizes)) + tuple(sizes)
+        return (self.batch, d, h, w, self.channels)
 
     @functools.cached_property
     def canonical(self) -> Tuple[int, int, int, int, int]:

@@ -6,7 +6,7 @@ reduction and its options.  Backends never see user arguments, only plans.
 
 Max pooling records, for every output, the *offset* of the winning tap inside
 its window, ``(jd * KH + jh) * KW + jw``, in one byte when the window has fewer
-than 255 taps.  That is all backward needs; PyTorch-style flat indices are
+than 255 taps (four or eight bytes for wider windows, see :attr:`Plan.off_dtype`).  That is all backward needs; PyTorch-style flat indices are
 derived from it on request (:func:`offsets_to_indices`).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from ._geometry import Axis
 
-__all__ = ["Plan", "make_plan", "offsets_to_indices"]
+__all__ = ["Plan", "make_plan", "off_dtype_for", "offsets_to_indices", "sentinel_for"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,9 +49,17 @@ class Plan:
     # Per-plan values a backend derives once (kernel tables and the like), keyed by backend.
     scratch: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __getstate__(self) -> dict:
+        # Pickle and deepcopy (of a layer's saved context) without the backends' scratch: it may
+        # hold compiled kernels, and each backend rebuilds its entries on demand.
+        state = dict(self.__dict__)
+        state["scratch"] = {}
+        return state
+
     @functools.cached_property
     def taps(self) -> Tuple[int, int, int]:
-        return tuple(a.taps for a in self.axes)
+        d, h, w = self.axes
+        return d.taps, h.taps, w.taps
 
     @functools.cached_property
     def window_volume(self) -> int:
@@ -60,13 +68,18 @@ class Plan:
 
     @functools.cached_property
     def off_dtype(self) -> np.dtype:
-        """One byte per output when the window is small enough (the common case)."""
-        return np.dtype(np.uint8) if self.window_volume < 255 else np.dtype(np.int32)
+        """The narrowest offset type that holds every tap and the sentinel.
+
+        One byte per output for windows under 255 taps (the common case), four
+        under ``2**31 - 1`` taps, eight beyond (offsets of a wider window would
+        wrap in 32 bits).
+        """
+        return off_dtype_for(self.window_volume)
 
     @functools.cached_property
     def sentinel(self) -> int:
         """Offset of a window with no winner (wholly in padding, or all-NaN when ignored)."""
-        return 255 if self.off_dtype == np.uint8 else -1
+        return sentinel_for(self.off_dtype)
 
     @functools.cached_property
     def in_size(self) -> int:
@@ -114,16 +127,29 @@ class Plan:
         return None if self.nan_ignore else self.base_divisor
 
 
+def off_dtype_for(window_volume: int) -> np.dtype:
+    """Offset dtype for windows of ``window_volume`` taps: uint8, int32 or int64."""
+    if window_volume < 255:
+        return np.dtype(np.uint8)
+    if window_volume < 2**31 - 1:
+        return np.dtype(np.int32)
+    return np.dtype(np.int64)
+
+
+def sentinel_for(off_dtype: np.dtype) -> int:
+    """The no-winner offset: 255 in uint8 (taps stop at 254), -1 in the signed types."""
+    return 255 if off_dtype == np.uint8 else -1
+
+
 @functools.lru_cache(maxsize=512)
 def make_plan(op: str, axes: Tuple[Axis, ...], batch: int, channels: int, nan_ignore: bool = False,
               count_include_pad: bool = True, divisor_override: Optional[int] = None) -> Plan:
     """Build (and cache) the plan for ``axes`` (1 to 3 of them, padded up to D, H, W)."""
     from ._geometry import trivial_axis
 
-    full = (trivial_axis(),) * (3 - len(axes)) + tuple(axes)
-    in_shape = (batch,) + tuple(a.size for a in full) + (channels,)
-    out_shape = (batch,) + tuple(a.out for a in full) + (channels,)
-    return Plan(op, full, in_shape, out_shape, nan_ignore, count_include_pad, divisor_override)
+    d, h, w = (trivial_axis(),) * (3 - len(axes)) + tuple(axes)
+    return Plan(op, (d, h, w), (batch, d.size, h.size, w.size, channels), (batch, d.out, h.out, w.out, channels),
+                nan_ignore, count_include_pad, divisor_override)
 
 
 def offsets_to_indices(off: np.ndarray, plan: Plan) -> np.ndarray:

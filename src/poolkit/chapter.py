@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import enum
 
+from typing import Optional, Tuple, Union, cast
+
+import numpy as np
+from numpy.typing import ArrayLike
+
 from ._geometry import normalize_ints
 from ._layout import as_input_array
+from .functional import output_shape
 from .layers import AvgPool2d, MaxPool2d
 
 __all__ = ["PoolingLayer", "PoolingTypes"]
@@ -63,7 +69,8 @@ class PoolingLayer:
     (64, 3, 28, 28)
     """
 
-    def __init__(self, input_shape, pool_shape, stride, pooling_type=PoolingTypes.MAX):
+    def __init__(self, input_shape: Tuple[int, int, int], pool_shape: Union[int, Tuple[int, int]],
+                 stride: Union[int, Tuple[int, int]], pooling_type: Union[str, PoolingTypes] = PoolingTypes.MAX):
         shape = normalize_ints(tuple(input_shape) if isinstance(input_shape, (list, tuple)) else input_shape,
                                3, "input_shape", 1)
         self.input_shape = shape
@@ -71,50 +78,48 @@ class PoolingLayer:
         self.pool_height, self.pool_width = normalize_ints(pool_shape, 2, "pool_shape", 1)
         self.stride = stride
         self.pooling_type = _pooling_type(pooling_type)
-        if self.pooling_type is PoolingTypes.MAX:
-            make = lambda backend: MaxPool2d((self.pool_height, self.pool_width), stride, backend=backend)
-        else:
-            make = lambda backend: AvgPool2d((self.pool_height, self.pool_width), stride, backend=backend)
-        self._numba, self._img2col = make("numba"), make("img2col")
-        oh, ow = self._numba._spec.output_shape((self.input_height, self.input_width))
+        cls = MaxPool2d if self.pooling_type is PoolingTypes.MAX else AvgPool2d
+        window = (self.pool_height, self.pool_width)
+        self._numba, self._img2col = cls(window, stride, backend="numba"), cls(window, stride, backend="img2col")
+        oh, ow = output_shape((self.input_height, self.input_width), window, stride)
         self.output_height, self.output_width = oh, ow
         self.output_shape = (self.num_input_channel, oh, ow)
         self._last = self._numba
 
-    def _check(self, x):
+    def _check(self, x: ArrayLike) -> np.ndarray:
         x = as_input_array(x)
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"`x` must have shape (N, {', '.join(map(str, self.input_shape))}) for this layer "
                              f"(input_shape={self.input_shape}), but got shape {tuple(x.shape)}.")
         return x
 
-    def forward(self, x, train=True):
+    def forward(self, x: ArrayLike, train: bool = True) -> np.ndarray:
         """Pool a batch with the fastest method (the Numba kernels)."""
         return self.forward_numba(x, train)
 
-    def backward(self, delta_in, layer_idx=None):
+    def backward(self, delta_in: ArrayLike, layer_idx: Optional[int] = None) -> np.ndarray:
         """Gradient for the method that ran the last forward. ``layer_idx`` is accepted and unused."""
         return self._last.backward(delta_in)
 
-    def forward_numba(self, x, train=True):
+    def forward_numba(self, x: ArrayLike, train: bool = True) -> np.ndarray:
         """Method 1: loop kernels compiled with Numba."""
         self._last = self._numba
-        return self._numba.forward(self._check(x), train)
+        return cast(np.ndarray, self._numba.forward(self._check(x), train))   # built without indices
 
-    def backward_numba(self, delta_in, layer_idx=None):
+    def backward_numba(self, delta_in: ArrayLike, layer_idx: Optional[int] = None) -> np.ndarray:
         """Backward of method 1 (needs a preceding ``forward_numba``)."""
         return self._numba.backward(delta_in)
 
-    def forward_img2col(self, x, train=True):
+    def forward_img2col(self, x: ArrayLike, train: bool = True) -> np.ndarray:
         """Method 2: windows as strided views, reduced with vectorised NumPy."""
         self._last = self._img2col
-        return self._img2col.forward(self._check(x), train)
+        return cast(np.ndarray, self._img2col.forward(self._check(x), train))
 
-    def backward_col2img(self, delta_in, layer_idx=None):
+    def backward_col2img(self, delta_in: ArrayLike, layer_idx: Optional[int] = None) -> np.ndarray:
         """Backward of method 2 (needs a preceding ``forward_img2col``)."""
         return self._img2col.backward(delta_in)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"PoolingLayer(input_shape={self.input_shape}, pool_shape=({self.pool_height}, "
                 f"{self.pool_width}), stride={self.stride!r}, pooling_type='{self.pooling_type.value}')")
 

@@ -7,15 +7,16 @@ its arguments before any kernel runs and never writes to its input.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._core import Context, check_nan_policy, prepare, run_backward, run_forward
-from ._geometry import (PoolSpec, adaptive_axis, as_bool, explain_axis,
-                        normalize_ints, normalize_output_size, dim_names)
-from ._layout import Layout, as_input_array, dtype_policy, resolve_axes
-from . import backends as _backends
+from ._core import Context, backend_module, check_float_grad, check_nan_policy, prepare, run_backward, run_forward
+from ._geometry import PoolSpec, as_bool, check_int64_product, dim_names, normalize_ints
+from ._layout import (CHANNELS_FIRST, CHANNELS_LAST, Layout, as_input_array, dtype_policy, format_rank,
+                      merge_pooled, resolve_axes)
+from ._windows import AdaptiveWindows, StridedWindows
 
 __all__ = [
     "max_pool", "max_pool1d", "max_pool2d", "max_pool3d",
@@ -30,10 +31,11 @@ __all__ = [
     "output_shape",
 ]
 
-_FIRST = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
-
-
-_FORMAT_RANK = {"NCL": 1, "NLC": 1, "NCHW": 2, "NHWC": 2, "NCDHW": 3, "NDHWC": 3}
+Ints = Union[int, Sequence[int]]
+OutputSize = Union[int, None, Sequence[Optional[int]]]
+Padding = Union[int, str, Sequence[int], Sequence[Tuple[int, int]]]
+Pooled = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]     # with return_indices: (out, indices)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _rank_of(x_ndim: int, kernel_size, axes, data_format=None) -> int:
@@ -41,8 +43,9 @@ def _rank_of(x_ndim: int, kernel_size, axes, data_format=None) -> int:
         return 1 if isinstance(axes, (int, np.integer)) else len(axes)
     # A rank-specific name ("NCHW", ...) fixes the rank; without it an unbatched
     # (C, H, W) shape would be taken for a batched 1-D one.
-    if isinstance(data_format, str) and data_format.upper() in _FORMAT_RANK:
-        return _FORMAT_RANK[data_format.upper()]
+    fixed = format_rank(data_format)
+    if fixed is not None:
+        return fixed
     if isinstance(kernel_size, (tuple, list)):
         return len(kernel_size)
     return max(x_ndim - 2, 1)
@@ -52,10 +55,10 @@ def _rank_of(x_ndim: int, kernel_size, axes, data_format=None) -> int:
 # strided max / average pooling
 # --------------------------------------------------------------------------- #
 def _strided(op, rank, x, kernel_size, stride, padding, dilation, ceil_mode, *, data_format, axes,
-             backend, nan_policy="propagate", count_include_pad=True, divisor_override=None, torch_avg3d=False):
+             backend, pytorch_name, nan_policy="propagate", count_include_pad=True, divisor_override=None):
     x = as_input_array(x)
     spec = PoolSpec.from_args(rank, kernel_size, stride, padding, dilation, ceil_mode)
-    windows = spec.torch_avg3d_axes if torch_avg3d else spec.axes
+    windows = StridedWindows(spec, op, pytorch_name)
     p = prepare(op, x, rank, windows, data_format=data_format, axes=axes, backend=backend,
                 nan_policy=nan_policy, count_include_pad=count_include_pad,
                 divisor_override=divisor_override)
@@ -136,7 +139,7 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     """
     rank = _rank_of(np.ndim(x), kernel_size, axes, data_format)
     return _max(rank, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=False)
 
 
 def _max(rank, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, **kw):
@@ -159,7 +162,7 @@ def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     array([[[5., 2.]]])
     """
     return _max(1, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
@@ -182,7 +185,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
              [13, 15]]]])
     """
     return _max(2, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
@@ -199,7 +202,7 @@ def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     array([[[[[7.]]]]])
     """
     return _max(3, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
 
 
 def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -251,7 +254,7 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     """
     rank = _rank_of(np.ndim(x), kernel_size, axes, data_format)
     return _avg(rank, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=False)
 
 
 def _avg(rank, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, **kw):
@@ -273,7 +276,7 @@ def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     array([[[3., 1.]]])
     """
     return _avg(1, x, kernel_size, stride, padding, ceil_mode, count_include_pad, None,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -289,7 +292,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
              [10.5, 12.5]]]])
     """
     return _avg(2, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
 
 
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -304,7 +307,7 @@ def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     array([[[[[3.5]]]]])
     """
     return _avg(3, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, torch_avg3d=True)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
 
 
 # --------------------------------------------------------------------------- #
@@ -314,11 +317,13 @@ def _input_shape(input_shape) -> Tuple[int, ...]:
     if not isinstance(input_shape, (tuple, list)) or not all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in input_shape):
         raise TypeError(f"`input_shape` must be a tuple of non-negative ints, but got input_shape={input_shape!r}.")
-    return tuple(int(v) for v in input_shape)
+    shape = tuple(int(v) for v in input_shape)
+    # The gradient has this shape: up to 8 bytes per element must stay within int64.
+    check_int64_product(shape + (8,), "input_shape", input_shape, "a gradient (bytes)")
+    return shape
 
 
-def _index_scatter(rank, values, indices, shape, out_sizes_known, *, data_format, axes, backend,
-                   accumulate, values_name):
+def _index_scatter(rank, values, indices, shape, *, data_format, axes, backend, accumulate, values_name):
     """Send ``values`` to flat ``indices`` of each plane of an array of ``shape``.
 
     ``shape`` is the full target shape; ``values`` and ``indices`` share a shape
@@ -349,7 +354,7 @@ def _index_scatter(rank, values, indices, shape, out_sizes_known, *, data_format
     pol = dtype_policy(v5.dtype, "max")
     if pol.converts:
         v5 = v5.astype(pol.compute)
-    module = _backends.get_backend(backend)
+    module = backend_module(backend)
     P = v5.shape[1] * v5.shape[2] * v5.shape[3]        # explicit: reshape(B, -1, C) fails for B == 0
     out = module.scatter(v5.reshape(B, P, C), i5.reshape(B, P, C), plane, accumulate)
     res = dst.from_canonical(out.reshape(dst.canonical_shape(dst.sizes)), dst.sizes)
@@ -394,10 +399,8 @@ def max_pool_backward(grad_output, indices, input_shape, *, axes=None, data_form
 
 
 def _max_backward(rank, grad_output, indices, shape, **kw):
-    g = as_input_array(grad_output, "grad_output")
-    if g.dtype.kind != "f" and g.dtype.name != "bfloat16":
-        raise TypeError(f"`grad_output` must be floating point, but got dtype={g.dtype}.")
-    return _index_scatter(rank, g, indices, shape, None, accumulate=True, values_name="grad_output", **kw)
+    g = check_float_grad(as_input_array(grad_output, "grad_output"))
+    return _index_scatter(rank, g, indices, shape, accumulate=True, values_name="grad_output", **kw)
 
 
 def max_pool1d_backward(grad_output, indices, input_shape, *, data_format="NCL", axes=None, backend="auto"):
@@ -467,23 +470,21 @@ def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, paddin
     rank = _rank_of(len(shape), kernel_size, axes, data_format)
     return _avg_backward(rank, grad_output, shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
                          divisor_override, data_format=data_format, axes=axes, backend=backend,
-                         nan_policy=nan_policy, x=x)
+                         nan_policy=nan_policy, x=x, pytorch_name=False)
 
 
 def _avg_backward(rank, grad_output, shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                  divisor_override, *, data_format, axes, backend, torch_avg3d=False, nan_policy="propagate",
+                  divisor_override, *, data_format, axes, backend, pytorch_name, nan_policy="propagate",
                   x=None):
     spec = PoolSpec.from_args(rank, kernel_size, stride, padding, 1, ceil_mode)
-    windows = spec.torch_avg3d_axes if torch_avg3d else spec.axes
+    windows = StridedWindows(spec, "avg", pytorch_name)
     return _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, divisor_override,
                                  data_format=data_format, axes=axes, backend=backend, nan_policy=nan_policy, x=x)
 
 
 def _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, divisor_override, *,
                           nan_policy="propagate", x=None, **kw):
-    g = as_input_array(grad_output, "grad_output")
-    if g.dtype.kind != "f" and g.dtype.name != "bfloat16":
-        raise TypeError(f"`grad_output` must be floating point, but got dtype={g.dtype}.")
+    g = check_float_grad(as_input_array(grad_output, "grad_output"))
     if check_nan_policy(nan_policy):
         # Which elements were NaN decides who gets a share: the forward input is needed.
         if x is None:
@@ -507,7 +508,7 @@ def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     """:func:`avg_pool_backward` for :func:`avg_pool1d`."""
     return _avg_backward(1, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
                          count_include_pad, None, data_format=data_format, axes=axes, backend=backend,
-                         nan_policy=nan_policy, x=x)
+                         nan_policy=nan_policy, x=x, pytorch_name=True)
 
 
 def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -524,7 +525,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     """
     return _avg_backward(2, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override, data_format=data_format, axes=axes,
-                         backend=backend, nan_policy=nan_policy, x=x)
+                         backend=backend, nan_policy=nan_policy, x=x, pytorch_name=True)
 
 
 def avg_pool3d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -533,24 +534,17 @@ def avg_pool3d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     """:func:`avg_pool_backward` for :func:`avg_pool3d`."""
     return _avg_backward(3, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override, data_format=data_format, axes=axes,
-                         backend=backend, torch_avg3d=True, nan_policy=nan_policy, x=x)
+                         backend=backend, pytorch_name=True, nan_policy=nan_policy, x=x)
 
 
 # --------------------------------------------------------------------------- #
 # adaptive and global pooling
 # --------------------------------------------------------------------------- #
-def _adaptive_windows(output_size):
-    def windows(sizes):
-        target = normalize_output_size(output_size, sizes)
-        return tuple(adaptive_axis(int(n), o) for n, o in zip(sizes, target))
-    return windows
-
-
 def _adaptive(op, rank, x, output_size, return_indices=False, *, data_format, axes, backend,
-              nan_policy="propagate"):
+              nan_policy="propagate") -> Any:
     x = as_input_array(x)
     ri = as_bool(return_indices, "return_indices")
-    p = prepare(op, x, rank, _adaptive_windows(output_size), data_format=data_format, axes=axes,
+    p = prepare(op, x, rank, AdaptiveWindows(output_size), data_format=data_format, axes=axes,
                 backend=backend, nan_policy=nan_policy)
     y, idx, _ = run_forward(p, x, return_indices=ri, keep=False)
     return (y, idx) if ri else y
@@ -584,7 +578,7 @@ _ADAPTIVE_DOC = """Adaptive {op} pooling to a fixed output size, over the last {
 
 def _adaptive_doc(op, rank):
     dims = ", ".join(dim_names(rank))
-    last = {1: "NLC", 2: "NHWC", 3: "NDHWC"}[rank]
+    last = CHANNELS_LAST[rank]
     n = 4 ** rank if rank < 3 else 8
     shape = {1: "1, 1, 4", 2: "1, 1, 4, 4", 3: "1, 1, 2, 2, 2"}[rank]
     val = {("max", 1): "3.", ("max", 2): "15.", ("max", 3): "7.",
@@ -596,28 +590,60 @@ def _adaptive_doc(op, rank):
                                 base="max_pool" if op == "max" else "avg_pool")
 
 
-def _make_adaptive(op, rank):
-    first = _FIRST[rank]
-    if op == "max":
-        def fn(x, output_size, return_indices=False, *, data_format=first, axes=None, nan_policy="propagate",
-               backend="auto"):
-            return _adaptive("max", rank, x, output_size, return_indices, data_format=data_format, axes=axes,
-                             backend=backend, nan_policy=nan_policy)
-    else:
-        def fn(x, output_size, *, data_format=first, axes=None, nan_policy="propagate", backend="auto"):
-            return _adaptive("avg", rank, x, output_size, data_format=data_format, axes=axes,
-                             backend=backend, nan_policy=nan_policy)
-    fn.__name__ = fn.__qualname__ = f"adaptive_{op}_pool{rank}d"
-    fn.__doc__ = _adaptive_doc(op, rank)
-    return fn
+def _doc(text: str) -> Callable[[F], F]:
+    """Give a fixed-rank function the docstring its family's template made for it."""
+    def attach(fn: F) -> F:
+        fn.__doc__ = text
+        return fn
+    return attach
 
 
-adaptive_max_pool1d = _make_adaptive("max", 1)
-adaptive_max_pool2d = _make_adaptive("max", 2)
-adaptive_max_pool3d = _make_adaptive("max", 3)
-adaptive_avg_pool1d = _make_adaptive("avg", 1)
-adaptive_avg_pool2d = _make_adaptive("avg", 2)
-adaptive_avg_pool3d = _make_adaptive("avg", 3)
+@_doc(_adaptive_doc("max", 1))
+def adaptive_max_pool1d(x: ArrayLike, output_size: OutputSize, return_indices: bool = False, *,
+                        data_format: str = "NCL", axes: Optional[Ints] = None, nan_policy: str = "propagate",
+                        backend: str = "auto") -> Pooled:
+    return _adaptive("max", 1, x, output_size, return_indices, data_format=data_format, axes=axes,
+                     backend=backend, nan_policy=nan_policy)
+
+
+@_doc(_adaptive_doc("max", 2))
+def adaptive_max_pool2d(x: ArrayLike, output_size: OutputSize, return_indices: bool = False, *,
+                        data_format: str = "NCHW", axes: Optional[Ints] = None, nan_policy: str = "propagate",
+                        backend: str = "auto") -> Pooled:
+    return _adaptive("max", 2, x, output_size, return_indices, data_format=data_format, axes=axes,
+                     backend=backend, nan_policy=nan_policy)
+
+
+@_doc(_adaptive_doc("max", 3))
+def adaptive_max_pool3d(x: ArrayLike, output_size: OutputSize, return_indices: bool = False, *,
+                        data_format: str = "NCDHW", axes: Optional[Ints] = None, nan_policy: str = "propagate",
+                        backend: str = "auto") -> Pooled:
+    return _adaptive("max", 3, x, output_size, return_indices, data_format=data_format, axes=axes,
+                     backend=backend, nan_policy=nan_policy)
+
+
+@_doc(_adaptive_doc("avg", 1))
+def adaptive_avg_pool1d(x: ArrayLike, output_size: OutputSize, *, data_format: str = "NCL",
+                        axes: Optional[Ints] = None, nan_policy: str = "propagate",
+                        backend: str = "auto") -> np.ndarray:
+    return _adaptive("avg", 1, x, output_size, data_format=data_format, axes=axes, backend=backend,
+                     nan_policy=nan_policy)
+
+
+@_doc(_adaptive_doc("avg", 2))
+def adaptive_avg_pool2d(x: ArrayLike, output_size: OutputSize, *, data_format: str = "NCHW",
+                        axes: Optional[Ints] = None, nan_policy: str = "propagate",
+                        backend: str = "auto") -> np.ndarray:
+    return _adaptive("avg", 2, x, output_size, data_format=data_format, axes=axes, backend=backend,
+                     nan_policy=nan_policy)
+
+
+@_doc(_adaptive_doc("avg", 3))
+def adaptive_avg_pool3d(x: ArrayLike, output_size: OutputSize, *, data_format: str = "NCDHW",
+                        axes: Optional[Ints] = None, nan_policy: str = "propagate",
+                        backend: str = "auto") -> np.ndarray:
+    return _adaptive("avg", 3, x, output_size, data_format=data_format, axes=axes, backend=backend,
+                     nan_policy=nan_policy)
 
 
 def adaptive_avg_pool_backward(grad_output, input_shape, *, axes=None, data_format="channels_first",
@@ -640,7 +666,7 @@ def adaptive_avg_pool_backward(grad_output, input_shape, *, axes=None, data_form
     if g.ndim != len(shape):
         raise ValueError(f"`grad_output` must have {len(shape)} dimensions like `input_shape`, got shape {g.shape}.")
     out_size = tuple(g.shape[a] for a in pooled)
-    return _avg_backward_windows(rank, g, shape, _adaptive_windows(out_size), True, None,
+    return _avg_backward_windows(rank, g, shape, AdaptiveWindows(out_size), True, None,
                                  data_format=data_format, axes=axes, backend=backend, nan_policy=nan_policy, x=x)
 
 
@@ -660,30 +686,15 @@ def _global_axes(ndim, data_format, axes):
     return tuple(range(2, ndim)) if kind == "channels_first" else tuple(range(1, ndim - 1))
 
 
-def _merged(x_shape, pooled):
-    """Shape with the pooled axes merged into one (at the first pooled axis), and the transpose if needed."""
-    lo, r = min(pooled), len(pooled)
-    if tuple(pooled) == tuple(range(lo, lo + r)):
-        perm, shape, axis = None, tuple(x_shape), lo
-    else:
-        others = tuple(i for i in range(len(x_shape)) if i not in pooled)
-        perm = others + tuple(pooled)
-        shape, axis = tuple(x_shape[i] for i in perm), len(others)
-    size = int(np.prod([shape[axis + i] for i in range(r)], dtype=np.int64))
-    return perm, shape[:axis] + (size,) + shape[axis + r:], axis
-
-
 def _global(op, x, data_format, axes, keepdims, return_indices, nan_policy, backend):
     x = as_input_array(x)
     keep = as_bool(keepdims, "keepdims")
     ri = as_bool(return_indices, "return_indices")
     pooled = _global_axes(x.ndim, data_format, axes)
-    perm, mshape, axis = _merged(x.shape, pooled)
-    xm = (x.transpose(perm) if perm is not None else x).reshape(mshape)
+    perm, mshape, axis = merge_pooled(x.shape, pooled)
+    xm = (x.transpose(perm) if perm is not None else x).reshape(mshape)     # pooled axes as one
     res = _adaptive(op, 1, xm, 1, ri, data_format="channels_first", axes=(axis,), backend=backend,
-                    nan_policy=nan_policy) if op == "max" else \
-        _adaptive(op, 1, xm, 1, data_format="channels_first", axes=(axis,), backend=backend,
-                  nan_policy=nan_policy)
+                    nan_policy=nan_policy)
     ys = res if isinstance(res, tuple) else (res,)
     out = []
     for y in ys:
@@ -741,9 +752,7 @@ def global_avg_pool_backward(grad_output, input_shape, *, data_format="channels_
              [1., 1.]]]])
     """
     shape = _input_shape(input_shape)
-    g = as_input_array(grad_output, "grad_output")
-    if g.dtype.kind != "f" and g.dtype.name != "bfloat16":
-        raise TypeError(f"`grad_output` must be floating point, but got dtype={g.dtype}.")
+    g = check_float_grad(as_input_array(grad_output, "grad_output"))
     pooled = _global_axes(len(shape), data_format, axes)
     kept = tuple(1 if i in pooled else n for i, n in enumerate(shape))
     dropped = tuple(n for i, n in enumerate(shape) if i not in pooled)
@@ -792,24 +801,22 @@ def _unpool(rank, x, indices, kernel_size, stride, padding, output_size, *, data
     shape = list(x.shape)
     for a, t in zip(pooled, target):
         shape[a] = int(t)
-    if x.dtype.kind not in "fiu" and x.dtype.name != "bfloat16":
+    # Flat indices into a plane are int64, and the result takes up to 8 bytes per element.
+    if output_size is None:
+        check_int64_product(shape + [8], "stride", stride, f"with kernel_size={kernel_size!r} and "
+                            f"padding={padding!r} an unpooled output (bytes)")
+    else:
+        check_int64_product(shape + [8], "output_size", output_size, "an unpooled output (bytes)")
+    if x.dtype.kind not in "fiu" and x.dtype.name != "bfloat16":          # bool is kind "b"
         raise TypeError(f"`x` must be a numeric array, but got dtype={x.dtype}.")
-    if x.dtype.kind == "b":
-        raise TypeError("`x` must be a numeric array, but got dtype=bool.")
-    return _index_scatter(rank, x, indices, tuple(shape), None, data_format=data_format, axes=axes,
+    return _index_scatter(rank, x, indices, tuple(shape), data_format=data_format, axes=axes,
                           backend=backend, accumulate=False, values_name="x")
 
 
-def _make_unpool(rank):
-    first = _FIRST[rank]
-
-    def fn(x, indices, kernel_size, stride=None, padding=0, output_size=None, *, data_format=first,
-           axes=None, backend="auto"):
-        return _unpool(rank, x, indices, kernel_size, stride, padding, output_size,
-                       data_format=data_format, axes=axes, backend=backend)
-    fn.__name__ = fn.__qualname__ = f"max_unpool{rank}d"
+def _unpool_doc(rank: int) -> str:
     dims = ", ".join(dim_names(rank))
-    fn.__doc__ = f"""Partial inverse of :func:`max_pool{rank}d`: put each value back where its maximum was.
+    shape = ", ".join(["1", "1"] + ["4"] * rank) if rank < 3 else "1, 1, 2, 2, 4"
+    return f"""Partial inverse of :func:`max_pool{rank}d`: put each value back where its maximum was.
 
     Every other element of the result is 0. The output size per pooled axis is
     ``(in - 1) * stride - 2 * padding + kernel_size`` unless ``output_size``
@@ -829,17 +836,35 @@ def _make_unpool(rank):
     Examples
     --------
     >>> import numpy as np, poolkit
-    >>> x = np.arange(16.).reshape({", ".join(["1", "1"] + ["4"] * rank) if rank < 3 else "1, 1, 2, 2, 4"})
+    >>> x = np.arange(16.).reshape({shape})
     >>> y, idx = poolkit.max_pool{rank}d(x, 2, return_indices=True)
     >>> poolkit.max_unpool{rank}d(y, idx, 2).shape == x.shape
     True
     """
-    return fn
 
 
-max_unpool1d = _make_unpool(1)
-max_unpool2d = _make_unpool(2)
-max_unpool3d = _make_unpool(3)
+@_doc(_unpool_doc(1))
+def max_unpool1d(x: ArrayLike, indices: ArrayLike, kernel_size: Ints, stride: Optional[Ints] = None,
+                 padding: Ints = 0, output_size: Optional[Sequence[int]] = None, *, data_format: str = "NCL",
+                 axes: Optional[Ints] = None, backend: str = "auto") -> np.ndarray:
+    return _unpool(1, x, indices, kernel_size, stride, padding, output_size, data_format=data_format, axes=axes,
+                   backend=backend)
+
+
+@_doc(_unpool_doc(2))
+def max_unpool2d(x: ArrayLike, indices: ArrayLike, kernel_size: Ints, stride: Optional[Ints] = None,
+                 padding: Ints = 0, output_size: Optional[Sequence[int]] = None, *, data_format: str = "NCHW",
+                 axes: Optional[Ints] = None, backend: str = "auto") -> np.ndarray:
+    return _unpool(2, x, indices, kernel_size, stride, padding, output_size, data_format=data_format, axes=axes,
+                   backend=backend)
+
+
+@_doc(_unpool_doc(3))
+def max_unpool3d(x: ArrayLike, indices: ArrayLike, kernel_size: Ints, stride: Optional[Ints] = None,
+                 padding: Ints = 0, output_size: Optional[Sequence[int]] = None, *, data_format: str = "NCDHW",
+                 axes: Optional[Ints] = None, backend: str = "auto") -> np.ndarray:
+    return _unpool(3, x, indices, kernel_size, stride, padding, output_size, data_format=data_format, axes=axes,
+                   backend=backend)
 
 
 def max_unpool_backward(grad_output, indices, *, axes=None, data_format="channels_first"):
@@ -927,10 +952,9 @@ def output_shape(input_size, kernel_size, stride=None, padding=0, dilation=1, ce
         raise ValueError(f"`input_size` must be a positive int or a tuple of them, but got {input_size!r}.")
     rank = len(sizes)
     spec = PoolSpec.from_args(rank, kernel_size, stride, padding, dilation, ceil_mode)
-    pads = spec.pads(sizes)
-    names = dim_names(rank)
-    text = "\n".join(explain_axis(nm, n, k, s, d, pb, pa, spec.ceil_mode)
-                     for nm, n, k, s, d, (pb, pa) in zip(names, sizes, spec.kernel, spec.stride, spec.dilation, pads))
     shape = spec.output_shape(sizes)
-    return (shape, text) if explain else shape
+    if not explain:
+        return shape
+    from .explain.words import explain_shape     # the words load only when asked for
+    return shape, explain_shape(spec, sizes)
 

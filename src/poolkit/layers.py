@@ -2,29 +2,38 @@
 
 A layer holds its configuration; ``forward(x, train=True)`` (or ``layer(x)``)
 pools and, when training, keeps a small context; ``backward(grad_output)``
-returns the gradient with respect to the last training input.  What is kept:
-for max pooling the winning tap of each window (one byte per output for
-windows under 255 taps), for average pooling nothing but the shapes (plus, with
-``nan_policy="ignore"``, a divisor per output and a NaN mask of the input).
-``saved_nbytes`` reports it.  Validation happens once per input shape.
+returns the gradient with respect to the input of the last forward, which must
+have been a training one.  What is kept: for max pooling the winning tap of
+each window (one byte per output for windows under 255 taps), for average
+pooling nothing but the shapes (plus, with ``nan_policy="ignore"``, a divisor
+per output and a NaN mask of the input).  ``saved_nbytes`` reports it.
+Validation happens once per input shape.  Layers can be pickled and deep-copied
+before and after forward.
+
+Each family (max, average, adaptive max, adaptive average) is one N-d class;
+``MaxPool1d``/``2d``/``3d`` and the others only fix its rank.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._core import Context, Prepared, check_divisor_override, check_nan_policy, prepare, run_backward, run_forward
-from ._geometry import PoolSpec, as_bool, normalize_output_size
-from ._layout import as_input_array
-from . import backends as _backends
-from .functional import _adaptive_windows, _FIRST
+from ._core import Context, Prepared, Windows, check_backend, check_divisor_override, check_nan_policy, prepare
+from ._core import run_backward, run_forward
+from ._geometry import PoolSpec, as_bool, dim_names, normalize_output_size
+from ._layout import CHANNELS_FIRST, as_input_array
+from ._windows import AdaptiveWindows, StridedWindows
 
 __all__ = [
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
 ]
+
+Ints = Union[int, Sequence[int]]
+Pooled = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]     # with return_indices: (out, indices)
 
 
 class _PoolLayer:
@@ -33,11 +42,13 @@ class _PoolLayer:
     _op = "max"
     _rank = 2
 
-    def __init__(self, *, data_format, axes, backend, nan_policy="propagate", return_indices=False,
-                 count_include_pad=True, divisor_override=None):
-        _backends.get_backend(backend)                 # validate now, not at the first forward
+    def __init__(self, windows: Windows, *, data_format: Optional[str], axes, backend: str,
+                 nan_policy: str = "propagate", return_indices: bool = False, count_include_pad: bool = True,
+                 divisor_override: Optional[int] = None):
+        check_backend(backend)                         # validate now, not at the first forward
         check_nan_policy(nan_policy)
-        self.data_format = data_format
+        self._win = windows
+        self.data_format = CHANNELS_FIRST[self._rank] if data_format is None else data_format
         self.axes = axes
         self.backend = backend
         self.nan_policy = nan_policy
@@ -46,16 +57,13 @@ class _PoolLayer:
         self.divisor_override = check_divisor_override(divisor_override)
         self._prepared: dict = {}
         self._ctx: Optional[Context] = None
-
-    # subclasses: the windows for given pooled sizes
-    def _windows(self, sizes):  # pragma: no cover - abstract
-        raise NotImplementedError
+        self._forwarded = False                        # has any forward run (for backward's message)
 
     def _prepare(self, x: np.ndarray) -> Prepared:
         key = (x.shape, x.dtype)
         p = self._prepared.get(key)
         if p is None:
-            p = prepare(self._op, x, self._rank, self._windows, data_format=self.data_format, axes=self.axes,
+            p = prepare(self._op, x, self._rank, self._win, data_format=self.data_format, axes=self.axes,
                         backend=self.backend, nan_policy=self.nan_policy,
                         count_include_pad=self.count_include_pad, divisor_override=self.divisor_override)
             if len(self._prepared) > 32:                # a layer normally sees few shapes
@@ -63,22 +71,37 @@ class _PoolLayer:
             self._prepared[key] = p
         return p
 
-    def forward(self, x, train: bool = True):
+    def forward(self, x: ArrayLike, train: bool = True) -> Pooled:
         """Pool ``x``; with ``train=True`` keep what :meth:`backward` needs.
 
-        Returns the pooled array (and the indices for max layers built with
-        ``return_indices=True``).
+        Parameters
+        ----------
+        x : array_like
+            Input, as for the functional form.
+        train : bool
+            True: keep the context for :meth:`backward`, replacing the previous
+            one. ``train=False`` (evaluation): keep nothing and drop the
+            previous context. So :meth:`backward` always belongs to the last
+            forward and never silently uses an older one.
+
+        Returns
+        -------
+        out : ndarray
+            The pooled array, and the indices as a second value for max
+            layers built with ``return_indices=True``.
         """
+        keep = as_bool(train, "train")
         x = as_input_array(x)
         p = self._prepare(x)
-        y, idx, ctx = run_forward(p, x, return_indices=self.return_indices, keep=bool(train))
+        y, idx, ctx = run_forward(p, x, return_indices=self.return_indices, keep=keep)
         self._ctx = ctx
+        self._forwarded = True
         return (y, idx) if self.return_indices else y
 
     __call__ = forward
 
-    def backward(self, grad_output):
-        """Gradient with respect to the input of the last ``forward(x, train=True)``.
+    def backward(self, grad_output: ArrayLike) -> np.ndarray:
+        """Gradient with respect to the input of the last forward, which must have had ``train=True``.
 
         Parameters
         ----------
@@ -88,10 +111,17 @@ class _PoolLayer:
         Returns
         -------
         grad_input : ndarray, shape and dtype of that input
+
+        Raises
+        ------
+        RuntimeError
+            If no forward ran yet, or the last one had ``train=False`` (it drops the context).
         """
         if self._ctx is None:
-            raise RuntimeError(f"{type(self).__name__}.backward() called before forward(x, train=True): "
-                               f"there is nothing to differentiate.")
+            why = ("the last forward had train=False, which keeps nothing and drops the earlier context"
+                   if self._forwarded else "no forward has run yet")
+            raise RuntimeError(f"{type(self).__name__}.backward() needs the last forward to be "
+                               f"forward(x, train=True), but {why}: there is nothing to differentiate.")
         return run_backward(self._ctx, grad_output)
 
     @property
@@ -99,129 +129,207 @@ class _PoolLayer:
         """Bytes of state kept from the last training forward for backward (0 if none)."""
         return 0 if self._ctx is None else self._ctx.nbytes
 
-    def __repr__(self):
+    def __getstate__(self) -> dict:
+        # The per-shape cache is rebuilt on demand; the saved context travels (backward works after).
+        state = dict(self.__dict__)
+        state["_prepared"] = {}
+        return state
+
+    def _repr_items(self) -> List[Tuple[str, Any]]:  # pragma: no cover - every family overrides it
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._repr_items())
         return f"{type(self).__name__}({args})"
 
 
-class _StridedPool(_PoolLayer):
-    def __init__(self, kernel_size, stride, padding, dilation, ceil_mode, **kw):
-        self._spec = PoolSpec.from_args(self._rank, kernel_size, stride, padding, dilation, ceil_mode)
+# --------------------------------------------------------------------------- #
+# the four N-d families
+# --------------------------------------------------------------------------- #
+class _MaxPoolNd(_PoolLayer):
+    _op = "max"
+
+    def __init__(self, kernel_size: Ints, stride: Optional[Ints] = None, padding: Any = 0, dilation: Ints = 1,
+                 ceil_mode: bool = False, *, return_indices: bool = False, data_format: Optional[str] = None,
+                 axes: Optional[Ints] = None, nan_policy: str = "propagate", backend: str = "auto"):
+        spec = PoolSpec.from_args(self._rank, kernel_size, stride, padding, dilation, ceil_mode)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
-        super().__init__(**kw)
+        super().__init__(StridedWindows(spec, "max", pytorch_name=True), data_format=data_format, axes=axes,
+                         backend=backend, nan_policy=nan_policy, return_indices=return_indices)
 
-    def _windows(self, sizes):
-        if self._op == "avg" and self._rank == 3:
-            return self._spec.torch_avg3d_axes(sizes)
-        return self._spec.axes(sizes)
+    def _repr_items(self) -> List[Tuple[str, Any]]:
+        return [("kernel_size", self.kernel_size), ("stride", self.stride), ("padding", self.padding),
+                ("dilation", self.dilation), ("ceil_mode", self.ceil_mode),
+                ("data_format", self.data_format), ("backend", self.backend)]
 
 
-def _strided_max(rank):
-    class MaxPool(_StridedPool):
-        _op, _rank = "max", rank
+class _AvgPoolNd(_PoolLayer):
+    _op = "avg"
 
-        def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
-                     return_indices=False, data_format=_FIRST[rank], axes=None, nan_policy="propagate",
-                     backend="auto"):
-            super().__init__(kernel_size, stride, padding, dilation, ceil_mode, data_format=data_format,
-                             axes=axes, backend=backend, nan_policy=nan_policy, return_indices=return_indices)
+    def __init__(self, kernel_size: Ints, stride: Optional[Ints] = None, padding: Any = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: Optional[int] = None, *,
+                 data_format: Optional[str] = None, axes: Optional[Ints] = None, nan_policy: str = "propagate",
+                 backend: str = "auto"):
+        spec = PoolSpec.from_args(self._rank, kernel_size, stride, padding, 1, ceil_mode)
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        super().__init__(StridedWindows(spec, "avg", pytorch_name=True), data_format=data_format, axes=axes,
+                         backend=backend, nan_policy=nan_policy, count_include_pad=count_include_pad,
+                         divisor_override=divisor_override)
 
-        def _repr_items(self):
-            return [("kernel_size", self.kernel_size), ("stride", self.stride), ("padding", self.padding),
-                    ("dilation", self.dilation), ("ceil_mode", self.ceil_mode),
-                    ("data_format", self.data_format), ("backend", self.backend)]
+    def _repr_items(self) -> List[Tuple[str, Any]]:
+        return [("kernel_size", self.kernel_size), ("stride", self.stride), ("padding", self.padding),
+                ("ceil_mode", self.ceil_mode), ("count_include_pad", self.count_include_pad),
+                ("divisor_override", self.divisor_override), ("data_format", self.data_format),
+                ("backend", self.backend)]
 
-    MaxPool.__name__ = MaxPool.__qualname__ = f"MaxPool{rank}d"
-    MaxPool.__doc__ = f"""{rank}-D max pooling layer; see :func:`poolkit.max_pool{rank}d` for the arguments.
 
+class _AdaptiveNd(_PoolLayer):
+    def __init__(self, output_size, *, data_format: Optional[str], axes, nan_policy: str, backend: str,
+                 return_indices: bool = False):
+        normalize_output_size(output_size, (1,) * self._rank)     # validate now, against any input
+        self.output_size = output_size
+        super().__init__(AdaptiveWindows(output_size), data_format=data_format, axes=axes, backend=backend,
+                         nan_policy=nan_policy, return_indices=return_indices)
+
+    def _repr_items(self) -> List[Tuple[str, Any]]:
+        return [("output_size", self.output_size), ("data_format", self.data_format), ("backend", self.backend)]
+
+
+class _AdaptiveMaxPoolNd(_AdaptiveNd):
+    _op = "max"
+
+    def __init__(self, output_size: Any, *, return_indices: bool = False, data_format: Optional[str] = None,
+                 axes: Optional[Ints] = None, nan_policy: str = "propagate", backend: str = "auto"):
+        super().__init__(output_size, data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend,
+                         return_indices=return_indices)
+
+
+class _AdaptiveAvgPoolNd(_AdaptiveNd):
+    _op = "avg"
+
+    def __init__(self, output_size: Any, *, data_format: Optional[str] = None, axes: Optional[Ints] = None,
+                 nan_policy: str = "propagate", backend: str = "auto"):
+        super().__init__(output_size, data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+
+
+# --------------------------------------------------------------------------- #
+# the fixed-rank names: rank and docstring only
+# --------------------------------------------------------------------------- #
+def _shape(rank: int, batch: Tuple[int, ...], n: int) -> Tuple[int, ...]:
+    return batch + (n,) * rank
+
+
+def _max_doc(rank: int) -> str:
+    return f"""{rank}-D max pooling layer; see :func:`poolkit.max_pool{rank}d` for the arguments.
+
+    ``data_format=None`` means {CHANNELS_FIRST[rank]!r}: input (N, C, {", ".join(dim_names(rank))}).
     Keeps the winning tap of each window (one byte per output) for backward.
 
     Examples
     --------
     >>> import numpy as np, poolkit
     >>> pool = poolkit.MaxPool{rank}d(2)
-    >>> x = np.random.default_rng(0).random({(1, 3) + (4,) * rank})
+    >>> x = np.random.default_rng(0).random({_shape(rank, (1, 3), 4)})
     >>> y = pool(x)
     >>> pool.backward(np.ones_like(y)).shape == x.shape
     True
     """
-    return MaxPool
 
 
-def _strided_avg(rank):
-    if rank == 1:
-        def init(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *,
-                 data_format="NCL", axes=None, nan_policy="propagate", backend="auto"):
-            _StridedPool.__init__(self, kernel_size, stride, padding, 1, ceil_mode, data_format=data_format,
-                                  axes=axes, backend=backend, nan_policy=nan_policy,
-                                  count_include_pad=count_include_pad)
-    else:
-        def init(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                 divisor_override=None, *, data_format=_FIRST[rank], axes=None, nan_policy="propagate",
-                 backend="auto"):
-            _StridedPool.__init__(self, kernel_size, stride, padding, 1, ceil_mode, data_format=data_format,
-                                  axes=axes, backend=backend, nan_policy=nan_policy,
-                                  count_include_pad=count_include_pad, divisor_override=divisor_override)
+def _avg_doc(rank: int) -> str:
+    return f"""{rank}-D average pooling layer; see :func:`poolkit.avg_pool{rank}d` for the arguments.
 
-    def repr_items(self):
-        return [("kernel_size", self.kernel_size), ("stride", self.stride), ("padding", self.padding),
-                ("ceil_mode", self.ceil_mode), ("count_include_pad", self.count_include_pad),
-                ("divisor_override", self.divisor_override), ("data_format", self.data_format),
-                ("backend", self.backend)]
-
-    cls = type(f"AvgPool{rank}d", (_StridedPool,), {"_op": "avg", "_rank": rank, "__init__": init,
-                                                    "_repr_items": repr_items})
-    cls.__module__ = __name__
-    cls.__doc__ = f"""{rank}-D average pooling layer; see :func:`poolkit.avg_pool{rank}d` for the arguments.
-
+    ``data_format=None`` means {CHANNELS_FIRST[rank]!r}: input (N, C, {", ".join(dim_names(rank))}).
     Keeps only shapes for backward (plus divisors and a NaN mask with ``nan_policy="ignore"``).
 
     Examples
     --------
     >>> import numpy as np, poolkit
     >>> pool = poolkit.AvgPool{rank}d(2)
-    >>> y = pool(np.ones({(1, 1) + (4,) * rank}))
+    >>> y = pool(np.ones({_shape(rank, (1, 1), 4)}))
     >>> float(pool.backward(np.ones_like(y)).sum()) == y.size
     True
     """
-    return cls
 
 
-def _adaptive_layer(op, rank):
-    def init(self, output_size, *, return_indices=False, data_format=_FIRST[rank], axes=None,
-             nan_policy="propagate", backend="auto"):
-        # validate output_size now (against a placeholder input of the right rank)
-        normalize_output_size(output_size, (1,) * rank)
-        self.output_size = output_size
-        _PoolLayer.__init__(self, data_format=data_format, axes=axes, backend=backend, nan_policy=nan_policy,
-                            return_indices=return_indices if op == "max" else False)
-
-    def windows(self, sizes):
-        return _adaptive_windows(self.output_size)(sizes)
-
-    def repr_items(self):
-        return [("output_size", self.output_size), ("data_format", self.data_format), ("backend", self.backend)]
-
+def _adaptive_doc(op: str, rank: int) -> str:
     kind = "Max" if op == "max" else "Avg"
-    cls = type(f"Adaptive{kind}Pool{rank}d", (_PoolLayer,),
-               {"_op": op, "_rank": rank, "__init__": init, "_windows": windows, "_repr_items": repr_items})
-    cls.__module__ = __name__
-    cls.__doc__ = f"""Adaptive {rank}-D {op} pooling layer; see :func:`poolkit.adaptive_{op}_pool{rank}d`.
+    return f"""Adaptive {rank}-D {op} pooling layer; see :func:`poolkit.adaptive_{op}_pool{rank}d`.
+
+    ``data_format=None`` means {CHANNELS_FIRST[rank]!r}: input (N, C, {", ".join(dim_names(rank))}).
 
     Examples
     --------
     >>> import numpy as np, poolkit
     >>> pool = poolkit.Adaptive{kind}Pool{rank}d(1)
-    >>> pool(np.ones({(2, 3) + (5,) * rank})).shape
-    {(2, 3) + (1,) * rank}
+    >>> pool(np.ones({_shape(rank, (2, 3), 5)})).shape
+    {_shape(rank, (2, 3), 1)}
     """
-    return cls
 
 
-MaxPool1d, MaxPool2d, MaxPool3d = (_strided_max(r) for r in (1, 2, 3))
-AvgPool1d, AvgPool2d, AvgPool3d = (_strided_avg(r) for r in (1, 2, 3))
-AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d = (_adaptive_layer("max", r) for r in (1, 2, 3))
-AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (_adaptive_layer("avg", r) for r in (1, 2, 3))
-for _cls in (MaxPool1d, MaxPool2d, MaxPool3d):
-    _cls.__module__ = __name__
+class MaxPool1d(_MaxPoolNd):
+    __doc__ = _max_doc(1)
+    _rank = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    __doc__ = _max_doc(2)
+    _rank = 2
+
+
+class MaxPool3d(_MaxPoolNd):
+    __doc__ = _max_doc(3)
+    _rank = 3
+
+
+class AvgPool1d(_AvgPoolNd):
+    __doc__ = _avg_doc(1)
+    _rank = 1
+
+    def __init__(self, kernel_size: Ints, stride: Optional[Ints] = None, padding: Any = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, *, data_format: Optional[str] = None,
+                 axes: Optional[Ints] = None, nan_policy: str = "propagate", backend: str = "auto"):
+        # PyTorch's AvgPool1d has no divisor_override; neither has this one.
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad, None,
+                         data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend)
+
+
+class AvgPool2d(_AvgPoolNd):
+    __doc__ = _avg_doc(2)
+    _rank = 2
+
+
+class AvgPool3d(_AvgPoolNd):
+    __doc__ = _avg_doc(3)
+    _rank = 3
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
+    __doc__ = _adaptive_doc("max", 1)
+    _rank = 1
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
+    __doc__ = _adaptive_doc("max", 2)
+    _rank = 2
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
+    __doc__ = _adaptive_doc("max", 3)
+    _rank = 3
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    __doc__ = _adaptive_doc("avg", 1)
+    _rank = 1
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    __doc__ = _adaptive_doc("avg", 2)
+    _rank = 2
+
+
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
+    __doc__ = _adaptive_doc("avg", 3)
+    _rank = 3

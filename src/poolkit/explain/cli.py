@@ -1,0 +1,149 @@
+"""``poolkit explain``'s command line: its options, and one run of it.
+
+This module's job is the interface :mod:`poolkit.cli` uses:
+:func:`add_arguments` adds the options to an argparse subparser and
+:func:`run` turns parsed options into output (text or JSON on stdout, PNG
+files on request) and an exit code.  Bad values end in a usage error that
+names the option, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import figures
+from .compute import explain_results
+from .jsonout import render_json
+from .parse import ExplainError, parse_pair
+from .text import render_text
+from .words import LANGS, TEXT, words_for
+
+__all__ = ["CLI_NAMES", "add_arguments", "run"]
+
+#: How the command line names :func:`poolkit.explain_pooling`'s arguments in error messages.
+CLI_NAMES = {"input": "--input", "grad": "--grad", "kernel_size": "--kernel", "stride": "--stride",
+             "padding": "--padding", "dilation": "--dilation", "ceil_mode": "--ceil-mode", "mode": "--mode",
+             "lang": "--lang"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``poolkit explain``'s options to an argparse (sub)parser.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        Usually ``subparsers.add_parser("explain", ...)``; :func:`run` then
+        takes what it parses.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> p = argparse.ArgumentParser(prog="poolkit explain")
+    >>> add_arguments(p)
+    >>> p.parse_args(["--kernel", "3", "--lang", "zh"]).kernel
+    '3'
+    """
+    parser.add_argument("--mode", default=None, metavar="{max,avg,both}",
+                        help="which pooling to show: max, avg (or mean) or both (default: both; "
+                             "max alone when --dilation is given)")
+    parser.add_argument("--kernel", default=None, metavar="F",
+                        help="window size: 2, or 2,3 for height,width (default 2)")
+    parser.add_argument("--stride", default=None, metavar="S", help="step between windows (default: --kernel)")
+    parser.add_argument("--padding", default=None, metavar="P", help="padding on each side (default 0)")
+    parser.add_argument("--dilation", default=None, metavar="D",
+                        help="spacing between window taps, max pooling only (default 1)")
+    parser.add_argument("--ceil-mode", action="store_true", help="round the output size up, as PyTorch's ceil_mode")
+    parser.add_argument("--exclude-pad", action="store_true",
+                        help="mean pooling: divide by the taps inside the input (count_include_pad=False)")
+    parser.add_argument("--input", default=None, metavar="MATRIX",
+                        help='input plane: "1 3 2 1; 4 2 1 5; ..." or a .npy file (default: the chapter\'s 4x4 grid)')
+    parser.add_argument("--grad", default=None, metavar="MATRIX",
+                        help="upstream gradient, shaped like the output (default: 1, 2, ..., n; "
+                             "for a 2x2 output the chapter's [[1,2],[3,4]])")
+    parser.add_argument("--lang", default="en", choices=LANGS, help="language of the text (zh: Chinese)")
+    parser.add_argument("--format", default="text", choices=("text", "json"), dest="format",
+                        help="text (default) or json: one object per mode, a list for both")
+    parser.add_argument("--png", default=None, metavar="DIR", help="also write figures (PNG) into DIR; needs matplotlib")
+    parser.add_argument("--no-color", action="store_true", help="no ANSI colours (also off when NO_COLOR is set "
+                                                                 "or the output is not a terminal)")
+    parser.add_argument("--width", type=int, default=80, help=argparse.SUPPRESS)
+    parser.set_defaults(_explain_parser=parser)
+
+
+def _use_color(args) -> bool:
+    if getattr(args, "no_color", False) or os.environ.get("NO_COLOR"):
+        return False
+    stream = sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _usage_error(args, message: str) -> int:
+    parser = getattr(args, "_explain_parser", None)
+    prog = parser.prog if parser is not None else "poolkit explain"
+    if parser is not None:
+        sys.stderr.write(parser.format_usage())
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    return 2
+
+
+def _default_mode(dilation) -> str:
+    """Both poolings, or max alone when a dilation other than 1 is given (average pooling has none)."""
+    if dilation is None:
+        return "both"
+    try:
+        return "both" if parse_pair(dilation, CLI_NAMES["dilation"], 1) == (1, 1) else "max"
+    except ExplainError:
+        return "both"                           # explain_results reports the bad --dilation
+
+
+def run(args) -> int:
+    """Run ``poolkit explain`` for options parsed by a parser that :func:`add_arguments` set up.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    code : int
+        0 when done, 2 after a usage error (written to stderr, naming the option).
+    """
+    if args.png is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            sys.stderr.write(figures.PLOT_HINT + "\n")
+            return 2
+    geometry_given = any(getattr(args, name) is not None for name in ("kernel", "stride", "padding", "dilation")) \
+        or args.ceil_mode
+    mode = args.mode if args.mode is not None else _default_mode(args.dilation)
+    count_include_pad = not args.exclude_pad
+    try:
+        results = explain_results(args.input, 2 if args.kernel is None else args.kernel, args.stride,
+                                  0 if args.padding is None else args.padding,
+                                  1 if args.dilation is None else args.dilation, bool(args.ceil_mode), mode,
+                                  args.grad, count_include_pad, args.lang, CLI_NAMES)
+        compare = None
+        if not geometry_given and args.format == "text":
+            # The tour: the chapter's stride-1 case on the same input (17.5.2), forward only.
+            try:
+                compare = explain_results(args.input, 2, 1, 0, 1, False, mode, None, count_include_pad,
+                                          args.lang, CLI_NAMES)
+            except ExplainError:
+                compare = None
+    except ExplainError as exc:
+        return _usage_error(args, str(exc))
+
+    if args.format == "json":
+        sys.stdout.write(render_json(results) + "\n")
+    else:
+        sys.stdout.write(render_text(results, compare=compare, color=_use_color(args), width=max(args.width, 40)))
+    if args.png is not None:
+        words = words_for(TEXT, args.lang, CLI_NAMES["lang"])
+        paths = figures.save_figures(results, args.png, lang=args.lang)
+        stream = sys.stderr if args.format == "json" else sys.stdout
+        if args.lang == "zh" and figures.cjk_font() is None:
+            stream.write(words["figure_font"] + "\n")
+        stream.write(words["figures"] + "\n" + "".join(f"  {p}\n" for p in paths))
+    return 0

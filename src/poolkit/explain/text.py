@@ -1,0 +1,403 @@
+"""``poolkit explain`` in the terminal: the walk-through as text, 80 columns wide.
+
+This module's job is the terminal layout: grids with the window in brackets
+(and ANSI colours when asked), blocks side by side, lines wrapped by display
+width so that Chinese fits too, and grids too large to draw described
+instead.  It reads :mod:`.compute`'s result dicts and :mod:`.words`' phrases;
+it computes no pooling.
+"""
+from __future__ import annotations
+
+import unicodedata
+from typing import Dict, List, Optional, Sequence
+
+from .view import View, as_array, display_width, fmt, formula_lines, pair_text
+from .words import TEXT, words_for
+
+__all__ = ["render_text"]
+
+_CJK_PUNCT = set("，。；：）、！？》」")
+_HL, _WIN, _BOLD, _RESET = "\x1b[30;43m", "\x1b[1;31;43m", "\x1b[1m", "\x1b[0m"
+
+
+def _ljust(s: str, width: int) -> str:
+    return s + " " * max(0, width - display_width(s))
+
+
+def _wrap(text: str, width: int, indent: str = "", cont: str = "    ") -> List[str]:
+    """Greedy wrap by display width: break at spaces, or between Chinese characters."""
+    tokens: List[str] = []                     # words, single CJK characters, and " " separators
+    word = ""
+    for ch in text:
+        wide = unicodedata.east_asian_width(ch) in "WF"
+        if ch == " ":
+            if word:
+                tokens.append(word)
+                word = ""
+            tokens.append(" ")
+        elif wide and ch in _CJK_PUNCT:
+            if word:
+                word += ch
+            elif tokens and tokens[-1] != " ":
+                tokens[-1] += ch
+            else:
+                tokens.append(ch)
+        elif wide:
+            if word:
+                tokens.append(word)
+            word = ch
+            tokens.append(word)
+            word = ""
+        else:
+            word += ch
+    if word:
+        tokens.append(word)
+    lines, line = [], indent
+    for t in tokens:
+        if t == " " and line.strip() == "":
+            continue
+        if display_width(line) + display_width(t) > width and line.strip():
+            lines.append(line.rstrip())
+            line = indent + cont
+            if t == " ":
+                continue
+        line += t
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+def _grid(cells: List[List[str]], marks=frozenset(), winner=None, color=False) -> List[str]:
+    """Lines of a grid of strings; cells in ``marks`` are bracketed (and coloured)."""
+    w = max(display_width(c) for row in cells for c in row)
+    lines = []
+    for r, row in enumerate(cells):
+        out = []
+        for c, text in enumerate(row):
+            inside, before = (r, c) in marks, (r, c - 1) in marks
+            if inside and before:
+                out.append(_HL + "  " + _RESET if color else "  ")    # inside a run of window cells
+            else:
+                out.append(" [" if inside else "] " if before else "  ")
+            cell = " " * (w - display_width(text)) + text
+            if color and inside:
+                cell = (_WIN if (r, c) == winner else _HL) + cell + _RESET
+            out.append(cell)
+        if (r, len(row) - 1) in marks:
+            out.append("]")
+        lines.append("".join(out).rstrip())
+    return lines
+
+
+def _side_by_side(blocks: List[List[str]], width: int, gap: int = 4, indent: str = "  ") -> List[str]:
+    """Blocks of lines placed left to right, wrapping to a new band when the next does not fit."""
+    lines: List[str] = []
+    band: List[List[str]] = []
+    band_w = 0
+
+    def flush():
+        if not band:
+            return
+        widths = [max(display_width(s) for s in b) for b in band]
+        for i in range(max(len(b) for b in band)):
+            parts = [_ljust(b[i] if i < len(b) else "", w) for b, w in zip(band, widths)]
+            lines.append((indent + (" " * gap).join(parts)).rstrip())
+        if lines_sep:
+            lines.append("")
+
+    lines_sep = False
+    for b in blocks:
+        bw = max(display_width(s) for s in b)
+        if band and display_width(indent) + band_w + gap + bw > width:
+            lines_sep = True
+            flush()
+            band, band_w = [], 0
+        band.append(b)
+        band_w += (gap if band_w else 0) + bw
+    lines_sep = False
+    flush()
+    return lines
+
+
+def _matrix_block(title: str, values, color=False) -> List[str]:
+    cells = [[fmt(v) for v in row] for row in values]
+    return [title] + _grid(cells, color=color)
+
+
+def _config_line(results: Sequence[dict], words: dict) -> str:
+    r = results[0]
+    modes = [x["mode"] for x in results]
+    text = words["config"].format(modes=words["and"].join(words[m] for m in modes),
+                                  k="x".join(map(str, r["kernel_size"])), s=pair_text(r["stride"]),
+                                  p=pair_text(r["padding"]))
+    if r["dilation"] != [1, 1]:
+        text += words["dilation"].format(d=pair_text(r["dilation"]))
+    if r["ceil_mode"]:
+        text += words["ceil"]
+    if any(not x.get("count_include_pad", True) for x in results):
+        text += words["nopad"]
+    return text
+
+
+def _filmstrip(views_results, words, width, color) -> List[str]:
+    """Every window in turn, one band per output row, with each mode's result under it."""
+    v = View(views_results[0])
+    n = v.oh * v.ow
+    grid_w = display_width(_grid(v.cells())[0]) + 1
+    if n > 16:
+        return ["  " + words["too_many"].format(n=n)]
+    if grid_w + 2 > width:
+        return ["  " + words["too_wide"].format(h=v.H, w=v.W, width=width)]
+    cells = v.cells()
+    lines = []
+    for i in range(v.oh):
+        blocks = []
+        for j in range(v.ow):
+            winner = None
+            for r in views_results:
+                if r["mode"] == "max" and r["argmax"][i][j] is not None:
+                    ar, ac = r["argmax"][i][j]
+                    winner = (ar - v.r0, ac - v.c0)
+            block = [f"y[{i},{j}]"] + _grid(cells, v.marks(i, j), winner, color)
+            for r in views_results:
+                block.append(f"{words[r['mode'] + '_short']} {fmt(r['output'][i][j])}")
+            blocks.append(block)
+        lines += _side_by_side(blocks, width)
+        lines.append("")
+    return lines[:-1]
+
+
+def _example_lines(results, words, width) -> List[str]:
+    """The first window worked out by hand: max(a, b, e, f) and (a + b + e + f)/4, as in 17.5.3."""
+    v = View(results[0])
+    ph, pw = results[0]["padding"]
+    taps = [(r, c) for r in v.rows[0] for c in v.cols[0]]
+    vals = [float(v.x[r, c]) for r, c in taps if v.inside(r, c)]
+    in_pad = len(taps) - len(vals)
+    parts = []
+    for r in results:
+        if r["mode"] == "max":
+            text = words["ex_max"].format(vals=", ".join(map(fmt, vals)), res=fmt(r["output"][0][0]))
+            if in_pad:
+                text += words["sp"] + words["ex_max_pad"]
+            parts.append(text)
+        else:
+            div = r["divisor"][0][0]
+            if r["count_include_pad"]:
+                # Every tap inside the padded input, in scan order; padding adds 0.
+                shown = [fmt(float(v.x[a, b])) if v.inside(a, b) else "0" for a, b in taps
+                         if -ph <= a < v.H + ph and -pw <= b < v.W + pw]
+            else:
+                shown = [fmt(x) for x in vals]
+            text = words["ex_avg"].format(vals=" + ".join(shown), div=div, res=fmt(r["output"][0][0]))
+            if in_pad:
+                text += words["sp"] + (words["ex_avg_pad"] if r["count_include_pad"]
+                                       else words["ex_avg_nopad"].format(div=div))
+            parts.append(text)
+    return _wrap(words["example"] + words["sp"] + words["sep"].join(parts), width, "  ")
+
+
+def _forward_section(results, words, width, color) -> List[str]:
+    lines = [words["forward"]]
+    lines += _filmstrip(results, words, width, color) + [""]
+    lines += _example_lines(results, words, width)
+    return lines
+
+
+def _input_block(r, words, width) -> List[str]:
+    v = View(r)
+    lines = [words["input"].format(h=v.H, w=v.W)]
+    grid = _grid(v.cells())
+    if display_width(grid[0]) + 2 > width:
+        lines.append("  " + words["too_wide"].format(h=v.H, w=v.W, width=width))
+    else:
+        lines += ["  " + g for g in grid]
+    if v.r0 < 0 or v.c0 < 0 or v.r1 > v.H or v.c1 > v.W:
+        lines += _wrap(words["pad_note"], width, "  ")
+    return lines
+
+
+def _size_section(r, words, width) -> List[str]:
+    lines = [words["size"]]
+    lines += ["  " + s for s in formula_lines(r)]
+    lines += _wrap(words["depth"], width, "  ")
+    lines.append(words["detail"])
+    for s in r["explanation"]:
+        lines += _wrap(s, width, "  ")
+    return lines
+
+
+def _outputs_block(results, words, width, color) -> List[str]:
+    oh, ow = results[0]["output_shape"]
+    lines = [words["output"].format(oh=oh, ow=ow)]
+    blocks = [_matrix_block(words[r["mode"]], r["output"]) for r in results]
+    if max(display_width(s) for b in blocks for s in b) + 2 > width:
+        return lines + ["  " + words["too_wide"].format(h=oh, w=ow, width=width)]
+    return lines + _side_by_side(blocks, width)
+
+
+def _repeat_lines(r, words, width) -> List[str]:
+    """For max pooling: the inputs that win more than one window."""
+    wins: Dict[tuple, int] = {}
+    for row in r["argmax"]:
+        for a in row:
+            if a is not None:
+                wins[tuple(a)] = wins.get(tuple(a), 0) + 1
+    many = [(n, rc) for rc, n in wins.items() if n > 1]
+    if not many:
+        return []
+    many.sort(key=lambda t: (-t[0], t[1]))
+    items = [words["repeat"].format(v=fmt(r["input"][rc[0]][rc[1]]), r=rc[0], c=rc[1], n=n) for n, rc in many]
+    text = words["repeats"] + words["sp"] + words["sep"].join(items) + words["end"] + words["sp"]
+    return _wrap(text + words["repeat_tail"], width, "  ")
+
+
+def _routes(r, words, limit=16) -> List[str]:
+    v = View(r)
+    lines = []
+    oh, ow = r["output_shape"]
+    for i in range(oh):
+        for j in range(ow):
+            g = fmt(r["grad_output"][i][j])
+            if r["mode"] == "max":
+                a = r["argmax"][i][j]
+                if a is None:
+                    lines.append(words["max_none"].format(i=i, j=j, g=g))
+                else:
+                    lines.append(words["max_route"].format(i=i, j=j, g=g, r=a[0], c=a[1],
+                                                           v=fmt(r["input"][a[0]][a[1]])))
+            else:
+                taps = v.taps_inside(i, j)
+                div = r["divisor"][i][j]
+                if not taps or div == 0:
+                    lines.append(words["avg_none"].format(i=i, j=j, g=g))
+                    continue
+                rr = sorted({t[0] for t in taps})
+                cc = sorted({t[1] for t in taps})
+                rs = f"{rr[0]}" if len(rr) == 1 else f"{rr[0]}:{rr[-1] + 1}"
+                cs = f"{cc[0]}" if len(cc) == 1 else f"{cc[0]}:{cc[-1] + 1}"
+                share = r["grad_output"][i][j]
+                share = None if share is None else share / div
+                text = words["avg_route" if len(taps) > 1 else "avg_route_one"].format(i=i, j=j, g=g, div=div, share=fmt(share), rs=rs, cs=cs)
+                lost = len(v.rows[i]) * len(v.cols[j]) - len(taps)
+                # Only the taps inside the padded extent take a share (count_include_pad=True).
+                lost = min(lost, div - len(taps)) if r["count_include_pad"] else 0
+                if lost > 0:
+                    text += words["avg_lost"].format(n=lost)
+                lines.append(text)
+    if len(lines) > limit:
+        lines = lines[:limit] + [words["more"].format(n=len(lines) - limit)]
+    return lines
+
+
+def _adds_line(r, words, width) -> List[str]:
+    """For max pooling: one input that receives gradient from several windows."""
+    if r["mode"] != "max":
+        return []
+    got: Dict[tuple, list] = {}
+    for i, row in enumerate(r["argmax"]):
+        for j, a in enumerate(row):
+            if a is not None:
+                got.setdefault(tuple(a), []).append(r["grad_output"][i][j])
+    many = [(rc, gs) for rc, gs in got.items() if len(gs) > 1]
+    if not many:
+        return []
+    rc, gs = max(many, key=lambda t: (len(t[1]), sum(abs(g) for g in t[1] if g is not None)))
+    total = r["grad_input"][rc[0]][rc[1]]
+    return _wrap(words["adds"].format(r=rc[0], c=rc[1], terms=" + ".join(map(fmt, gs)), total=fmt(total)),
+                 width, "  ")
+
+
+def _backward_section(results, words, width, color) -> List[str]:
+    r0 = results[0]
+    oh, ow = r0["output_shape"]
+    n = oh * ow
+    lines = _wrap(words["backward"].format(oh=oh, ow=ow), width)
+    grid = _grid([[fmt(v) for v in row] for row in r0["grad_output"]])
+    lines += ["  " + g for g in grid] if display_width(grid[0]) + 2 <= width else \
+        ["  " + words["too_wide"].format(h=oh, w=ow, width=width)]
+    if r0["grad_source"] == "ramp":
+        note = words["grad_chapter"] if (oh, ow) == (2, 2) else words["grad_ramp"].format(n=n)
+        lines += _wrap(note, width, "  ")
+    for r in results:
+        lines.append("")
+        if r["mode"] == "max":
+            rule = words["max_rule"]
+        else:
+            divs = {d for row in r["divisor"] for d in row}
+            rule = words["avg_rule"].format(div=divs.pop()) if len(divs) == 1 else words["avg_rule_var"]
+        lines += _wrap(rule, width)
+        for s in _routes(r, words):
+            lines += _wrap(s, width, "  ")
+        v = View(r)
+        block = _matrix_block(words["grad_x"].format(mode=words[r["mode"]]), r["grad_input"])
+        if display_width(block[1]) + 2 <= width:
+            lines += _side_by_side([block], width)
+        else:
+            lines += [block[0], "  " + words["too_wide"].format(h=v.H, w=v.W, width=width)]
+        lines += _adds_line(r, words, width)
+        gi, go = as_array(r["grad_input"]), as_array(r["grad_output"])
+        lines.append("  " + words["sum"].format(a=fmt(float(gi.sum())), b=fmt(float(go.sum()))))
+    lines.append("")
+    lines += _wrap(words["no_params"], width)
+    return lines
+
+
+def render_text(results: Sequence[dict], *, compare: Optional[Sequence[dict]] = None, lang: Optional[str] = None,
+                color: bool = False, width: int = 80) -> str:
+    """The walk-through as terminal text.
+
+    Parameters
+    ----------
+    results : list of dict
+        From :func:`poolkit.explain_pooling`.
+    compare : list of dict, optional
+        A second configuration of the same input (the tour passes stride 1),
+        shown forward only after the first.
+    lang : {"en", "zh"}, optional
+        Default: the language the results were made in.
+    color : bool
+        Highlight windows with ANSI colours (brackets stay either way).
+    width : int
+        Columns to fit; grids too wide for it are described instead of drawn.
+
+    Returns
+    -------
+    text : str
+        Lines no wider than ``width`` columns (Chinese characters count two),
+        ending in a newline.
+
+    Raises
+    ------
+    ExplainError
+        If ``lang`` is not "en" or "zh".
+
+    Examples
+    --------
+    >>> from poolkit import explain_pooling
+    >>> print(render_text(explain_pooling(mode="max")).splitlines()[0])
+    poolkit explain: pooling forward and backward (textbook section 17.5)
+    """
+    lang = lang or results[0].get("lang", "en")
+    words = words_for(TEXT, lang)
+    b = (lambda s: _BOLD + s + _RESET) if color else (lambda s: s)
+    r0 = results[0]
+    out = [b(words["title"])] + _wrap(_config_line(results, words), width) + [""]
+    out += _input_block(r0, words, width) + [""]
+    out += _forward_section(results, words, width, color) + [""]
+    out += _size_section(r0, words, width) + [""]
+    out += _outputs_block(results, words, width, color) + [""]
+    if compare:
+        c0 = compare[0]
+        out += [b(_wrap(words["compare"].format(k="x".join(map(str, c0["kernel_size"]))), width)[0])]
+        out += _wrap(_config_line(compare, words), width, "  ") + [""]
+        out += _filmstrip(compare, words, width, color) + [""]
+        out += ["  " + s for s in formula_lines(c0)] + [""]
+        out += _outputs_block(compare, words, width, color)
+        for r in compare:
+            if r["mode"] == "max":
+                out += _repeat_lines(r, words, width)
+        out.append("")
+    out += _backward_section(results, words, width, color)
+    return "\n".join(out) + "\n"
+

@@ -1,0 +1,340 @@
+"""Every sentence ``poolkit explain`` prints or draws, in English and Chinese.
+
+This module's job is the words: the three tables of phrases (:data:`AXIS` for
+the per-axis account that ``poolkit.output_shape(..., explain=True)`` gives,
+:data:`TEXT` for the terminal walk-through, :data:`FIGURE` for the labels of
+the PNG figures), the one look-up that picks a language, and the two
+functions that fill the per-axis phrases with numbers.  The numbers come from
+:mod:`.axis`; no sentence here computes anything.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .._geometry import PoolSpec, adaptive_axis, dim_names
+from .axis import count_axis
+from .parse import ExplainError
+
+__all__ = ["AXIS", "TEXT", "FIGURE", "LANGS", "words_for", "explain_axis", "explain_shape", "explain_adaptive"]
+
+#: How each axis's output length comes out (``output_shape(..., explain=True)``).
+AXIS = {
+    "en": {
+        "head": "{name}: input {size}, padding {pb}+{pa} -> {padded} positions; window spans {span}.",
+        "reject": "{name}: the window ({span}) is longer than the padded input ({padded}): "
+                  "no window fits, so this configuration is rejected.",
+        "floor": "{name}: out = floor(({padded} - {span}) / {stride}) + 1 = {out}.",
+        "ceil": "{name}: out = ceil(({padded} - {span}) / {stride}) + 1 = {out}.",
+        "lost": "{name}: the last {left} position(s) fit no whole window, so input {what} never read",
+        "lost_one": "position {a} is",
+        "lost_many": "positions {a}..{b} are",
+        "lost_ceil": "; ceil_mode=True would add a partial window starting at {start}.",
+        "lost_ceil_no": "; ceil_mode=True would not help: its extra window would start at {start}, "
+                        "past the input.",
+        "pad_only": "{name}: the last {left} position(s) fit no whole window, but they are all "
+                    "padding: no input is lost.",
+        "gap": "{name}: stride {stride} is longer than the window span {span}: {gap} position(s) "
+               "between neighbouring windows are never read.",
+        "dropped": "{name}: ceil_mode's last window would start at {start}, past the input and its "
+                   "left padding, so it is dropped: out = {out}.",
+        "added": "{name}: ceil_mode added a partial window starting at {start} (it runs past the end; "
+                 "its missing taps count as padding).",
+        "adaptive": "{name}: adaptive {size} -> {out}: window o spans "
+                    "[floor(o*{size}/{out}), ceil((o+1)*{size}/{out})): {spans}.",
+    },
+    "zh": {
+        "head": "{name}：输入 {size}，填充 {pb}+{pa}，共 {padded} 个位置；窗口跨度 {span}。",
+        "reject": "{name}：窗口（{span}）比填充后的输入（{padded}）还长，放不下任何一个窗口，"
+                  "所以这个配置无效。",
+        "floor": "{name}：out = floor(({padded} - {span}) / {stride}) + 1 = {out}。",
+        "ceil": "{name}：out = ceil(({padded} - {span}) / {stride}) + 1 = {out}。",
+        "lost": "{name}：最后 {left} 个位置凑不满一个窗口，输入的{what}不会被读到",
+        "lost_one": "第 {a} 个位置",
+        "lost_many": "第 {a}..{b} 个位置",
+        "lost_ceil": "；ceil_mode=True 会从 {start} 开始补一个不完整的窗口。",
+        "lost_ceil_no": "；ceil_mode=True 也无济于事：多出的窗口将从 {start} 开始，已在输入之外。",
+        "pad_only": "{name}：最后 {left} 个位置凑不满一个窗口，但这些位置都是填充，没有丢失输入。",
+        "gap": "{name}：步长 {stride} 大于窗口跨度 {span}，相邻窗口之间有 {gap} 个位置不会被读到。",
+        "dropped": "{name}：ceil_mode 的最后一个窗口将从 {start} 开始，已超出输入及其左侧填充，"
+                   "因此被舍弃：out = {out}。",
+        "added": "{name}：ceil_mode 增加了一个从 {start} 开始的不完整窗口（它超出了末端，"
+                 "缺少的位置按填充处理）。",
+        "adaptive": "{name}：自适应 {size} -> {out}：第 o 个窗口覆盖 "
+                    "[floor(o*{size}/{out}), ceil((o+1)*{size}/{out}))：{spans}。",
+    },
+}
+
+
+#: The terminal walk-through (:func:`.text.render_text`).
+TEXT = {
+    "en": {
+        "title": "poolkit explain: pooling forward and backward (textbook section 17.5)",
+        "sp": " ", "sep": ";  ", "end": ".",
+        "max": "max pooling", "avg": "mean pooling", "max_short": "max", "avg_short": "mean",
+        "and": " and ",
+        "config": "{modes}: window (F) {k}, stride (S) {s}, padding {p}",
+        "dilation": ", dilation {d}", "ceil": ", ceil_mode", "nopad": ", count_include_pad=False",
+        "input": "Input x ({h}x{w}):",
+        "pad_note": "(. = outside the input, as padding: it never wins a max and adds 0 to a mean)",
+        "forward": "Forward: each window [in brackets] gives one output y[i,j].",
+        "example": "For example y[0,0]:",
+        "ex_max": "max({vals}) = {res}",
+        "ex_avg": "mean = ({vals})/{div} = {res}",
+        "ex_avg_pad": "(padding counts as 0 and in the divisor)",
+        "ex_max_pad": "(padding never wins)",
+        "ex_avg_nopad": "(divisor {div}: taps inside the input only)",
+        "size": "Output size (17.5.2):",
+        "depth": "D2 = D1: pooling keeps the depth (the number of channels).",
+        "detail": "Per axis, as poolkit.output_shape(..., explain=True) tells it:",
+        "output": "Output y ({oh}x{ow}):",
+        "compare": "The same with stride 1 (17.5.2): the {k} windows now overlap.",
+        "repeats": "Overlapping windows repeat the same maxima:",
+        "repeat": "{v} at x[{r},{c}] wins {n} windows",
+        "repeat_tail": "The output is bigger but says less; that is why stride = window size "
+                       "is the usual choice.",
+        "backward": "Backward (17.5.3): δ, the gradient (residual) from the next layer, {oh}x{ow}:",
+        "grad_chapter": "(not given: the chapter's example, 1..4)",
+        "grad_ramp": "(not given: 1..{n} in row-major order)",
+        "max_rule": "Max pooling: δ goes back to where its window's maximum was; the rest get 0.",
+        "max_route": "δ[{i},{j}] = {g} → x[{r},{c}] (the max, {v})",
+        "max_none": "δ[{i},{j}] = {g} → nowhere (no input in this window)",
+        "avg_rule": "Mean pooling: δ is shared out equally, δ/{div} to every tap of its window.",
+        "avg_rule_var": "Mean pooling: δ is shared out equally, δ/divisor to every tap of its window.",
+        "avg_route": "δ[{i},{j}] = {g} → {g}/{div} = {share} to each of x[{rs}, {cs}]",
+        "avg_route_one": "δ[{i},{j}] = {g} → {g}/{div} = {share} to x[{rs},{cs}]",
+        "avg_lost": "; {n} share(s) fall on padding",
+        "avg_none": "δ[{i},{j}] = {g} → nowhere (no input in this window)",
+        "more": "... and {n} more",
+        "grad_x": "Gradient for x ({mode}):",
+        "adds": "Where windows overlap the gradients add up, e.g. x[{r},{c}] gets {terms} = {total}.",
+        "sum": "Σ grad x = {a}   (Σ δ = {b})",
+        "no_params": "Pooling has no parameters to learn: backward only passes the error on.",
+        "too_many": "({n} windows: too many to draw one by one; try --png or --format json)",
+        "too_wide": "({h}x{w}: too wide to draw at {width} columns; try --png or --format json)",
+        "figures": "Figures written:",
+        "figure_font": "note: no font with Chinese characters was found; figure labels are in English.",
+    },
+    "zh": {
+        "title": "poolkit explain：池化层的正向计算与反向传播（教材 17.5 节）",
+        "sp": "", "sep": "；", "end": "。",
+        "max": "最大值池化", "avg": "平均值池化", "max_short": "最大值", "avg_short": "平均值",
+        "and": "与",
+        "config": "{modes}：池化尺寸（F）{k}，步长（S）{s}，填充 {p}",
+        "dilation": "，膨胀 {d}", "ceil": "，ceil_mode（向上取整）", "nopad": "，count_include_pad=False",
+        "input": "输入 x（{h}×{w}）：",
+        "pad_note": "（. 表示输入之外的填充位置：取最大值时它不会胜出，求平均值时按 0 计入）",
+        "forward": "正向计算：每个池化窗口（方括号内）得出一个输出 y[i,j]。",
+        "example": "例如 y[0,0]：",
+        "ex_max": "max({vals}) = {res}",
+        "ex_avg": "平均值 = ({vals})/{div} = {res}",
+        "ex_avg_pad": "（填充按 0 计入，也计入除数）",
+        "ex_max_pad": "（填充不会胜出）",
+        "ex_avg_nopad": "（除数 {div}：只计输入内的位置）",
+        "size": "输出尺寸（17.5.2 节）：",
+        "depth": "D2 = D1：池化层不会改变图片的深度（通道数）。",
+        "detail": "逐轴说明（poolkit.output_shape(..., explain=True) 的解释）：",
+        "output": "输出 y（{oh}×{ow}）：",
+        "compare": "同样的输入，步长为 1（17.5.2 节）：{k} 的窗口相互重叠。",
+        "repeats": "窗口重叠，同一个最大值被重复输出：",
+        "repeat": "x[{r},{c}] 处的 {v} 在 {n} 个窗口中都是最大值",
+        "repeat_tail": "输出变大了，却满是重复的值，基本分不开了，所以一般让步长与池化尺寸相同。",
+        "backward": "反向传播（17.5.3 节）：δ 是上一层网络回传的残差（梯度），{oh}×{ow}：",
+        "grad_chapter": "（未给出 --grad：使用教材中的例子 1..4）",
+        "grad_ramp": "（未给出 --grad：按行依次取 1..{n}）",
+        "max_rule": "最大值池化：残差回传到当初最大值所在的位置，窗口中其它位置的残差都是 0。",
+        "max_route": "δ[{i},{j}] = {g} → x[{r},{c}]（最大值 {v} 所在位置）",
+        "max_none": "δ[{i},{j}] = {g} → 无处回传（窗口中没有输入元素）",
+        "avg_rule": "平均值池化：残差平均分配到窗口的每个位置，每个位置得到 δ/{div}。",
+        "avg_rule_var": "平均值池化：残差平均分配到窗口的每个位置，每个位置得到 δ/除数。",
+        "avg_route": "δ[{i},{j}] = {g} → x[{rs}, {cs}] 的每个位置各得 {g}/{div} = {share}",
+        "avg_route_one": "δ[{i},{j}] = {g} → x[{rs},{cs}] 得到 {g}/{div} = {share}",
+        "avg_lost": "；落在填充上的 {n} 份被丢弃",
+        "avg_none": "δ[{i},{j}] = {g} → 无处回传（窗口中没有输入元素）",
+        "more": "……另有 {n} 个",
+        "grad_x": "x 的梯度（{mode}）：",
+        "adds": "窗口重叠处的梯度相加，例如 x[{r},{c}] 得到 {terms} = {total}。",
+        "sum": "Σ x 的梯度 = {a}   （Σ δ = {b}）",
+        "no_params": "池化层没有要学习的参数，反向传播时只需把误差项向后传递。",
+        "too_many": "（共 {n} 个窗口，无法逐一画出；可用 --png 或 --format json 查看）",
+        "too_wide": "（{h}×{w}：超出 {width} 列，无法画出；可用 --png 或 --format json 查看）",
+        "figures": "已生成图片：",
+        "figure_font": "提示：没有找到含中文字符的字体，图中的文字使用英文。",
+    },
+}
+
+#: The labels of the figures (:func:`.figures.save_figures`).
+FIGURE = {
+    "en": {"input": "input x", "output": "output y", "grad_out": "upstream gradient δ", "grad_in": "gradient for x",
+           "max": "max pooling", "avg": "mean pooling", "window": "window {k}, stride {s}, padding {p}",
+           "forward": "{mode}: forward", "backward": "{mode}: backward",
+           "max_rule": "each δ goes back to where its window's maximum was; the other taps get 0",
+           "avg_rule": "each δ is shared out equally: δ/divisor to every tap of its window",
+           "max_op": "max", "avg_op": "mean", "avg_op_back": "δ ÷ divisor"},
+    "zh": {"input": "输入 x", "output": "输出 y", "grad_out": "回传的残差 δ", "grad_in": "x 的梯度",
+           "max": "最大值池化", "avg": "平均值池化", "window": "池化尺寸 {k}，步长 {s}，填充 {p}",
+           "forward": "{mode}：正向计算", "backward": "{mode}：反向传播",
+           "max_rule": "残差回传到当初最大值的位置，其它位置为 0",
+           "avg_rule": "残差平均分配到窗口的每个位置：δ/除数",
+           "max_op": "取最大值", "avg_op": "取平均值", "avg_op_back": "δ ÷ 除数"},
+}
+
+#: The languages every table speaks.
+LANGS = tuple(TEXT)
+
+
+def words_for(table: dict, lang, option: str = "lang") -> dict:
+    """The phrases of ``table`` in ``lang``.
+
+    Parameters
+    ----------
+    table : dict
+        :data:`AXIS`, :data:`TEXT` or :data:`FIGURE`.
+    lang : str
+        "en" or "zh".
+    option : str
+        How the caller names the language in an error ("lang" or "--lang").
+
+    Returns
+    -------
+    words : dict of str
+
+    Raises
+    ------
+    ExplainError
+        If ``lang`` is not one of :data:`LANGS`; the message names ``option``.
+
+    Examples
+    --------
+    >>> words_for(FIGURE, "zh")["max"]
+    '最大值池化'
+    """
+    if not isinstance(lang, str) or lang not in table:
+        raise ExplainError(f"{option}: expected {' or '.join(LANGS)}, but got {lang!r}.")
+    return table[lang]
+
+
+def explain_axis(name: str, size: int, kernel: int, stride: int, dilation: int,
+                 pad_before: int, pad_after: int, ceil_mode: bool, lang: str = "en") -> str:
+    """How the output length along one axis comes out, in words and numbers.
+
+    Says which input positions no window reads, which window ``ceil_mode``
+    added or dropped, and why a configuration is rejected.  Every count is
+    :func:`poolkit._geometry.output_size`'s (through :func:`.axis.count_axis`),
+    so the account always agrees with the shape poolkit computes.
+
+    Parameters
+    ----------
+    name : str
+        The axis's name in the sentences ("H", "W", "L", ...).
+    size, kernel, stride, dilation, pad_before, pad_after : int
+        The axis's input length and window parameters.
+    ceil_mode : bool
+    lang : {"en", "zh"}
+        Language of the sentences (zh: Chinese).
+
+    Returns
+    -------
+    text : str
+        Two to four lines, each starting with ``name``.
+
+    Raises
+    ------
+    ExplainError
+        (a ValueError) if ``lang`` is not "en" or "zh".
+
+    Examples
+    --------
+    >>> print(explain_axis("W", 5, 2, 2, 1, 0, 0, False))
+    W: input 5, padding 0+0 -> 5 positions; window spans 2.
+    W: out = floor((5 - 2) / 2) + 1 = 2.
+    W: the last 1 position(s) fit no whole window, so input position 4 is never read; ceil_mode=True would add a partial window starting at 4.
+    """
+    words = words_for(AXIS, lang)
+    c = count_axis(size, kernel, stride, dilation, pad_before, pad_after, ceil_mode)
+    span_txt = f"{c.span}" if dilation == 1 else f"{dilation}*({kernel}-1)+1 = {c.span}"
+    lines = [words["head"].format(name=name, size=size, pb=pad_before, pa=pad_after, padded=c.padded,
+                                  span=span_txt)]
+    if c.rejected:
+        lines.append(words["reject"].format(name=name, span=c.span, padded=c.padded))
+        return "\n".join(lines)
+    if stride > c.span and c.floor_out > 1:
+        lines.append(words["gap"].format(name=name, stride=stride, span=c.span, gap=stride - c.span))
+    if not ceil_mode:
+        lines.append(words["floor"].format(name=name, padded=c.padded, span=c.span, stride=stride, out=c.out))
+        left = c.unread_tail
+        if left:
+            if c.floor_end >= size:
+                lines.append(words["pad_only"].format(name=name, left=left))
+            else:
+                a, b = max(c.floor_end, 0), size - 1
+                what = (words["lost_one"] if a == b else words["lost_many"]).format(a=a, b=b)
+                helps = c.ceil_out > c.floor_out
+                tail = words["lost_ceil" if helps else "lost_ceil_no"].format(start=c.next_start)
+                lines.append(words["lost"].format(name=name, left=left, what=what) + tail)
+        return "\n".join(lines)
+    lines.append(words["ceil"].format(name=name, padded=c.padded, span=c.span, stride=stride, out=c.formula_out))
+    if c.dropped:
+        # Possible even when floor and ceil agree: with large right padding
+        # (per-side pairs) ceil_mode can return one window fewer than floor mode.
+        lines.append(words["dropped"].format(name=name, start=c.next_start, out=c.out))
+    elif c.out > c.floor_out:
+        lines.append(words["added"].format(name=name, start=c.last_start))
+    return "\n".join(lines)
+
+
+def explain_shape(spec: PoolSpec, sizes: Sequence[int], lang: str = "en") -> str:
+    """:func:`explain_axis` for every axis: the text of ``poolkit.output_shape(..., explain=True)``.
+
+    Parameters
+    ----------
+    spec : PoolSpec
+        The normalised pooling arguments.
+    sizes : sequence of int
+        The pooled (spatial) input sizes, one per axis of ``spec``.
+    lang : {"en", "zh"}
+
+    Returns
+    -------
+    text : str
+        The axes' accounts, one after another; axes named as in error messages.
+
+    Examples
+    --------
+    >>> print(explain_shape(PoolSpec.from_args(2, 2), (4, 5)))
+    H: input 4, padding 0+0 -> 4 positions; window spans 2.
+    H: out = floor((4 - 2) / 2) + 1 = 2.
+    W: input 5, padding 0+0 -> 5 positions; window spans 2.
+    W: out = floor((5 - 2) / 2) + 1 = 2.
+    W: the last 1 position(s) fit no whole window, so input position 4 is never read; ceil_mode=True would add a partial window starting at 4.
+    """
+    pads = spec.pads(sizes)
+    return "\n".join(explain_axis(name, n, k, s, d, pb, pa, spec.ceil_mode, lang)
+                     for name, n, k, s, d, (pb, pa) in zip(dim_names(spec.rank), sizes, spec.kernel, spec.stride,
+                                                           spec.dilation, pads))
+
+
+def explain_adaptive(name: str, size: int, out: int, lang: str = "en") -> str:
+    """Where each adaptive window lies along one axis, in words.
+
+    Parameters
+    ----------
+    name : str
+        The axis's name in the sentence.
+    size, out : int
+        Input and output length.
+    lang : {"en", "zh"}
+
+    Returns
+    -------
+    text : str
+        One line; the windows are :func:`poolkit._geometry.adaptive_axis`'s.
+
+    Examples
+    --------
+    >>> print(explain_adaptive("L", 5, 3))
+    L: adaptive 5 -> 3: window o spans [floor(o*5/3), ceil((o+1)*5/3)): [0, 2), [1, 4), [3, 5).
+    """
+    words = words_for(AXIS, lang)
+    ax = adaptive_axis(size, out)
+    spans = ", ".join(f"[{s}, {s + n})" for s, n in zip(ax.start.tolist(), ax.hi.tolist()))
+    return words["adaptive"].format(name=name, size=size, out=out, spans=spans)
