@@ -23,6 +23,8 @@ import numpy as np
 from .._geometry import Axis
 from .._plan import Plan, check_offsets, invalid_offsets, lowest, offsets_to_indices
 
+name = "img2col"
+
 _ALL = slice(None)
 
 

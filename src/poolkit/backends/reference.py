@@ -18,6 +18,8 @@ import numpy as np
 
 from .._plan import Plan, check_offsets, invalid_offsets, lowest
 
+name = "reference"
+
 
 def _window(plan: Plan, o):
     """(offset, (pd, ph, pw)) for each tap of window ``o`` inside the input, in scan order."""
