@@ -19,7 +19,8 @@ import numpy as np
 
 from ._geometry import Axis
 
-__all__ = ["Plan", "make_plan", "off_dtype_for", "offsets_to_indices", "sentinel_for"]
+__all__ = ["Plan", "make_plan", "off_dtype_for", "offsets_to_indices", "sentinel_for", "lowest", "nan_value",
+           "check_offsets", "invalid_offsets"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,3 +167,42 @@ def offsets_to_indices(off: np.ndarray, plan: Plan) -> np.ndarray:
     idx = (pd * ah.size + ph) * aw.size + pw
     idx[off == plan.sentinel] = -1
     return idx
+
+
+@functools.lru_cache(maxsize=None)
+def lowest(dtype: np.dtype):
+    """What a max over no element gives, and what padding holds for max: -inf, or the integer minimum."""
+    dtype = np.dtype(dtype)
+    return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
+
+
+@functools.lru_cache(maxsize=None)
+def nan_value(dtype: np.dtype):
+    """What a window of NaN only gives with ``nan_policy="ignore"``: NaN (integers have none: the minimum)."""
+    dtype = np.dtype(dtype)
+    return dtype.type(np.nan) if dtype.kind == "f" else lowest(dtype)
+
+
+def invalid_offsets(off: np.ndarray, plan: Plan) -> int:
+    """How many offsets in ``off`` are neither ``plan.sentinel`` nor a tap of their window inside the input.
+
+    Forward only ever writes such taps; anything else means the saved state was altered.
+    """
+    o = off.astype(np.int64)
+    kd, kh, kw = plan.taps
+    jd, rem = np.divmod(o, kh * kw)
+    jh, jw = np.divmod(rem, kw)
+    ok = (o >= 0) & (o < plan.window_volume)
+    for i, (axis, j) in enumerate(zip(plan.axes, (jd, jh, jw))):
+        at = [None] * 5
+        at[i + 1] = slice(None)                  # the per-output bounds of this axis, broadcast
+        ok &= (axis.lo[tuple(at)] <= j) & (j < axis.hi[tuple(at)])
+    return int(np.count_nonzero((o != plan.sentinel) & ~ok))
+
+
+def check_offsets(bad: int) -> None:
+    """Raise when a backward pass met ``bad`` offsets that are not window taps (see :func:`invalid_offsets`)."""
+    if bad:
+        raise ValueError(f"the saved state of max pooling holds {bad} offset(s) that are not taps of their "
+                         f"window inside the input: the layer's state or the indices were altered after "
+                         f"forward. Run forward again.")

@@ -1,6 +1,6 @@
 """Backends: interchangeable implementations of one small contract.
 
-Every backend is a module with these functions, all on canonical
+Every backend is a module or object with these functions, all on canonical
 ``(B, D, H, W, C)`` C-contiguous arrays in the compute dtype (see
 :class:`poolkit._plan.Plan`):
 
@@ -18,31 +18,35 @@ Every backend is a module with these functions, all on canonical
 
 Backends:
 
+``"auto"``
+    Numba kernels once compiled; until then (the first call of each kernel in
+    a process with an empty cache, seconds) a background thread compiles and
+    ``"img2col"`` serves the call, with the same bits (:mod:`.served`).
 ``"numba"``
     The chapter's method 1: loop kernels compiled with Numba, multi-threaded,
-    with specialised kernels for common windows.
+    with specialised kernels for common windows.  A call whose kernel is not
+    compiled yet waits for the compiler.
 ``"img2col"``
     The chapter's method 2: vectorised NumPy over strided window views.
 ``"reference"``
     Plain Python loops, slow and obviously correct: the tests' oracle.
-``"auto"``
-    ``"numba"``: it is the fastest on every configuration we measured
-    (see ``benchmarks/``).
+
+Every backend gives the same bits for the same call, except ``"reference"``
+for averages (it sums in float64; the tests compare it within rounding).
 """
 from __future__ import annotations
 
-from types import ModuleType
+from typing import Any
 
-from . import img2col, numba_loops, reference
+from . import img2col, reference
+from .served import AUTO, NUMBA
 
-BACKENDS = {"numba": numba_loops, "img2col": img2col, "reference": reference}
-NAMES = ("auto",) + tuple(BACKENDS)
+BACKENDS: dict = {"auto": AUTO, "numba": NUMBA, "img2col": img2col, "reference": reference}
+NAMES = tuple(BACKENDS)
 
 
-def get_backend(name) -> ModuleType:
-    """The backend module for ``name`` ("auto", "numba", "img2col" or "reference")."""
-    if name == "auto":
-        return numba_loops
+def get_backend(name) -> Any:
+    """The backend for ``name`` ("auto", "numba", "img2col" or "reference")."""
     try:
         return BACKENDS[name]
     except (KeyError, TypeError):

@@ -33,11 +33,12 @@ import functools
 from typing import Dict, Tuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import _threads
+from .. import _plan
 from .._plan import Plan
-from ._jit import Twin, twin
+from ._jit import Kernel, kernel
 from ._simd import AVG, MAX, NARROW, WIDE, grad_add_block, grad_tile_block, pool_block
 
 U = np.uint64
@@ -47,12 +48,6 @@ U = np.uint64
 _PAIRS = ((2, 2), (3, 2), (3, 1), (2, 1), (3, 3), (4, 4))
 SPECIALISED = tuple((kh, kw, sw) for kw, sw in _PAIRS for kh in (kw, 1))
 
-
-
-@njit(inline="always")
-def _chunk(ch, nchunks, P):
-    per = (P + nchunks - 1) // nchunks
-    return ch * per, min(P, (ch + 1) * per)
 
 
 @njit(inline="always")
@@ -252,13 +247,29 @@ def _spread(plane, th, tw, oh, ow, DH, share):
 @njit(inline="always")
 def _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP):
     # Backward of one window, tap by tap: max adds its gradient at its winner, average its
-    # share at each tap inside the input.
+    # share at each tap inside the input. Returns 1 for a max offset that is not a tap of
+    # the window inside the input (skipped: no content of `off` writes out of bounds).
     if OP == MAX:
         k = np.int64(off[p, oh, ow])
         if k != sentinel:
-            plane[th[0, oh] + (k // KW) * DH, tw[0, ow] + k % KW] += g[p, oh, ow]
+            jh, jw = k // KW, k % KW
+            if k < 0 or jh < th[1, oh] or jh >= th[2, oh] or jw < tw[1, ow] or jw >= tw[2, ow]:
+                return 1
+            plane[th[0, oh] + jh * DH, tw[0, ow] + jw] += g[p, oh, ow]
     else:
         _spread(plane, th, tw, oh, ow, DH, g[p, oh, ow] / divisor[oh, ow])
+    return 0
+
+
+@njit(inline="always")
+def _count_invalid(k1, i0, n, volume, sentinel):
+    # Offsets in k1[i0:i0+n] that are neither a tap (0 <= k < volume) nor the sentinel: the
+    # vector blocks select taps by equality, so such an offset would silently drop a gradient.
+    bad = 0
+    for i in range(i0, i0 + n):
+        k = np.int64(k1[i])
+        bad += (k < 0 or k >= volume) and k != sentinel
+    return bad
 
 
 @njit(inline="always")
@@ -266,7 +277,7 @@ def _last_row(th, oh, DH):
     return th[0, oh] + (th[2, oh] - 1) * DH if th[2, oh] > th[1, oh] else -1
 
 
-def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
+def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
     """One kernel set with the window shape baked in as compile-time constants.
 
     The kernels capture only the three ints, so Numba's on-disk cache can key them.
@@ -283,8 +294,9 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
         the interior's divisor ``divisor[oha, owa]`` and leaves ``off`` alone.
         """
 
-        @twin
-        def forward(x, out, off, th, tw, geo, divisor, sentinel, lowest, nchunks):
+        @kernel
+        def forward(lo, hi, x, out, off, th, tw, geo, divisor, sentinel, lowest):
+            """Planes ``[lo, hi)`` of ``x`` pooled into ``out`` (and ``off``)."""
             P, H, W = x.shape
             OH, OW = out.shape[1], out.shape[2]
             DH, oha, ohb, owa, owb, Wv = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
@@ -302,18 +314,14 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
                 o2 = out.reshape(P * OH, OW)
                 k2 = off.reshape(P * OH, OW) if OP == MAX else off.reshape(1, 1)
                 c0 = tw[0, owa]
-                for ch in prange(nchunks):
-                    p0, p1 = _chunk(ch, nchunks, P)
-                    if p1 <= p0:
-                        continue
-                    Tc = ((p1 - p0) * OH - 1) * Wv + ncol
-                    vm = np.empty(Tc, dtype=x.dtype)
-                    vk = np.empty(Tc if OP == MAX else 0, dtype=off.dtype)
-                    _run(xflat[p0 * H * W + c0:], Tc, rs, vm, vk, dv, KH, KW, SW, OP)
-                    if OP == MAX:
-                        _compact_rows(vm, o2, vk, k2, p0 * OH, (p1 - p0) * OH, owa, owb, Wv)
-                    else:
-                        _compact_rows(vm, o2, vm, o2, p0 * OH, (p1 - p0) * OH, owa, owb, Wv)
+                Tc = ((hi - lo) * OH - 1) * Wv + ncol
+                vm = np.empty(Tc, dtype=x.dtype)
+                vk = np.empty(Tc if OP == MAX else 0, dtype=off.dtype)
+                _run(xflat[lo * H * W + c0:], Tc, rs, vm, vk, dv, KH, KW, SW, OP)
+                if OP == MAX:
+                    _compact_rows(vm, o2, vk, k2, lo * OH, (hi - lo) * OH, owa, owb, Wv)
+                else:
+                    _compact_rows(vm, o2, vm, o2, lo * OH, (hi - lo) * OH, owa, owb, Wv)
                 if not border:
                     return
                 T = 0                                       # interior done: borders only below
@@ -321,36 +329,34 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
             x1 = x.reshape(P * H * W)
             o1 = out.reshape(P * OH * OW)
             k1 = off.reshape(P * OH * OW) if OP == MAX else off.reshape(1)
-            for ch in prange(nchunks):
-                vm = np.empty(T, dtype=x.dtype)
-                vk = np.empty(T if OP == MAX else 0, dtype=off.dtype)
-                p0, p1 = _chunk(ch, nchunks, P)
-                for p in range(p0, p1):
-                    xf = x[p].reshape(H * W)
-                    if T > 0:
-                        _run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, vk, dv, KH, KW, SW, OP)
-                        if OP == MAX:
-                            _compact_rows(vm, out[p], vk, off[p], oha, ohb - oha, owa, owb, Wv)
-                        else:
-                            _compact_rows(vm, out[p], vm, out[p], oha, ohb - oha, owa, owb, Wv)
-                    elif ncol >= NARROW:
-                        for oh in range(oha, ohb):
-                            _pool_row(x1, (p * H + th[0, oh]) * W + tw[0, owa], rs, o1, k1,
-                                       (p * OH + oh) * OW + owa, ncol, dv, KH, KW, SW, OP)
-                    elif ncol > 0:
-                        for oh in range(oha, ohb):
-                            kr = off[p, oh, owa:owb] if OP == MAX else vk
-                            _run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs, out[p, oh, owa:owb], kr, dv,
-                                 KH, KW, SW, OP)
-                    if not border:
-                        continue
-                    xp = x[p]
-                    for oh in range(OH):
-                        a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
-                        for ow in range(a):
-                            _border_window(xp, out, off, p, th, tw, oh, ow, DH, sentinel, lowest, divisor, KW, OP)
-                        for ow in range(b, OW):
-                            _border_window(xp, out, off, p, th, tw, oh, ow, DH, sentinel, lowest, divisor, KW, OP)
+            vm = np.empty(T, dtype=x.dtype)
+            vk = np.empty(T if OP == MAX else 0, dtype=off.dtype)
+            for p in range(lo, hi):
+                xf = x[p].reshape(H * W)
+                if T > 0:
+                    _run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, vk, dv, KH, KW, SW, OP)
+                    if OP == MAX:
+                        _compact_rows(vm, out[p], vk, off[p], oha, ohb - oha, owa, owb, Wv)
+                    else:
+                        _compact_rows(vm, out[p], vm, out[p], oha, ohb - oha, owa, owb, Wv)
+                elif ncol >= NARROW:
+                    for oh in range(oha, ohb):
+                        _pool_row(x1, (p * H + th[0, oh]) * W + tw[0, owa], rs, o1, k1,
+                                   (p * OH + oh) * OW + owa, ncol, dv, KH, KW, SW, OP)
+                elif ncol > 0:
+                    for oh in range(oha, ohb):
+                        kr = off[p, oh, owa:owb] if OP == MAX else vk
+                        _run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs, out[p, oh, owa:owb], kr, dv,
+                             KH, KW, SW, OP)
+                if not border:
+                    continue
+                xp = x[p]
+                for oh in range(OH):
+                    a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
+                    for ow in range(a):
+                        _border_window(xp, out, off, p, th, tw, oh, ow, DH, sentinel, lowest, divisor, KW, OP)
+                    for ow in range(b, OW):
+                        _border_window(xp, out, off, p, th, tw, oh, ow, DH, sentinel, lowest, divisor, KW, OP)
 
         return forward
 
@@ -365,8 +371,9 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
         share at every tap), in output order.
         """
 
-        @twin
-        def backward(g, off, gx, th, tw, geo, divisor, sentinel, zero):
+        @kernel
+        def backward(lo, hi, g, off, gx, th, tw, geo, divisor, sentinel, zero, bad):
+            """Gradients of planes ``[lo, hi)``; invalid max offsets are counted in ``bad[p]``."""
             P, H, W = gx.shape
             OH, OW = g.shape[1], g.shape[2]
             DH, oha, ohb, owa, owb, tile = geo[0], geo[1], geo[2], geo[3], geo[4], geo[6]
@@ -375,8 +382,10 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
             dv = divisor[0, 0]
             if OP == AVG and ohb > oha and owb > owa:
                 dv = divisor[oha, owa]                      # the same for every interior window
-            for p in prange(P):
+            for p in range(lo, hi):
                 plane = gx[p]
+                if OP == MAX:
+                    bad[p] = _count_invalid(k1, p * OH * OW, OH * OW, KH * KW, sentinel)
                 if tile:
                     for oh in range(OH):
                         if OW >= NARROW:
@@ -396,14 +405,18 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
                     # outputs in order: left border, interior blocks, the rest
                     a, b = _border_columns(oh, oha, ohb, owa, owb, OW)
                     for ow in range(a):
-                        _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP)
+                        r = _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP)
+                        if OP == MAX:
+                            bad[p] += r
                     c = a
                     if b - a >= NARROW:
                         _add_grad_row(g1, k1, (p * OH + oh) * OW + a, gx1, (p * H + th[0, oh]) * W + tw[0, a],
                                       DH * W, b - a, dv, KH, KW, SW, OP)
                         c = b
                     for ow in range(c, OW):
-                        _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP)
+                        r = _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP)
+                        if OP == MAX:
+                            bad[p] += r
                 _zero_rows_from(plane, done, H, W)
 
         return backward
@@ -414,7 +427,7 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Twin]:
             "max_backward": max_backward, "avg_backward": avg_backward}
 
 
-_KERNELS: Dict[Tuple[int, int, int], Dict[str, Twin]] = {}
+_KERNELS: Dict[Tuple[int, int, int], Dict[str, Kernel]] = {}
 
 
 def _setup(plan: Plan):
@@ -459,12 +472,8 @@ def _qualify(plan: Plan):
 
 
 def _nchunks(planes: int, parallel: bool) -> int:
-    return min(planes, 2 * _threads.current_threads()) if parallel else 1
-
-
-@functools.lru_cache(maxsize=None)
-def _lowest(dtype):
-    return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
+    # Two chunks per thread: planes differ in cost (borders), so the threads even out.
+    return 2 * _threads.current_threads() if parallel else 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -485,20 +494,22 @@ def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
     kernels, (th, tw, geo), (pin, pout) = s
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
-    kernels["max_forward"](parallel, x.reshape(pin), out.reshape(pout), off.reshape(pout), th, tw, geo,
-                           _unit(x.dtype), plan.sentinel, _lowest(x.dtype), _nchunks(pin[0], parallel))
+    kernels["max_forward"](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout),
+                           off.reshape(pout), th, tw, geo, _unit(x.dtype), plan.sentinel, _plan.lowest(x.dtype))
     return out, off
 
 
 def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, parallel: bool):
+    """``(gx, bad)``: the gradient and the number of invalid offsets met (0 unless ``off`` was altered)."""
     s = _setup(plan)
     if s is None:
         return None
     kernels, (th, tw, geo), (pin, pout) = s
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
-    kernels["max_backward"](parallel, grad.reshape(pout), off.reshape(pout), gx.reshape(pin), th, tw, geo,
-                            _unit(grad.dtype), plan.sentinel, _zero(grad.dtype))
-    return gx
+    bad = np.zeros(pin[0], dtype=np.int64)
+    kernels["max_backward"](pin[0], _nchunks(pin[0], parallel), grad.reshape(pout), off.reshape(pout),
+                            gx.reshape(pin), th, tw, geo, _unit(grad.dtype), plan.sentinel, _zero(grad.dtype), bad)
+    return gx, int(bad.sum())
 
 
 def avg_forward(x: np.ndarray, plan: Plan, parallel: bool):
@@ -507,8 +518,8 @@ def avg_forward(x: np.ndarray, plan: Plan, parallel: bool):
         return None
     kernels, (th, tw, geo), (pin, pout) = s
     out = np.empty(plan.out_shape, dtype=x.dtype)
-    kernels["avg_forward"](parallel, x.reshape(pin), out.reshape(pout), _NO_OFFSETS, th, tw, geo,
-                           _divisor(plan, x.dtype), 0, _lowest(x.dtype), _nchunks(pin[0], parallel))
+    kernels["avg_forward"](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout), _NO_OFFSETS,
+                           th, tw, geo, _divisor(plan, x.dtype), 0, _plan.lowest(x.dtype))
     return out
 
 
@@ -518,11 +529,13 @@ def avg_backward(grad: np.ndarray, plan: Plan, parallel: bool):
         return None
     kernels, (th, tw, geo), (pin, pout) = s
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
-    kernels["avg_backward"](parallel, grad.reshape(pout), _NO_OFFSETS, gx.reshape(pin), th, tw, geo,
-                            _divisor(plan, grad.dtype), 0, _zero(grad.dtype))
+    kernels["avg_backward"](pin[0], _nchunks(pin[0], parallel), grad.reshape(pout), _NO_OFFSETS, gx.reshape(pin),
+                            th, tw, geo, _divisor(plan, grad.dtype), 0, _zero(grad.dtype), _NO_COUNT)
     return gx
 
 
+# Average pooling keeps no offsets and counts none: stand-ins keep the kernels' argument types fixed.
+_NO_COUNT = np.zeros(1, dtype=np.int64)
 # Average pooling keeps no offsets: a 1-plane stand-in keeps the kernel's argument types fixed.
 _NO_OFFSETS = np.zeros((1, 1, 1), dtype=np.uint8)
 

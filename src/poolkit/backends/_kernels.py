@@ -6,17 +6,28 @@ hi, padded count and step; see :class:`poolkit._plan.Plan`), so one kernel
 serves 1-D, 2-D and 3-D, strided and adaptive windows, any padding and
 dilation, channels-first (``C == 1``) and channels-last data.
 
-Forward kernels run a ``prange`` over output rows ``(b, od, oh)``: every output
-is written by exactly one thread, so results do not depend on the thread count.
-Backward kernels scatter; they run a ``prange`` over ``b`` and, inside one
-``b``, add contributions in output order -- the same order as the reference
-backend, hence bit-identical gradients.
+There is one kernel per traversal -- forward over output rows, backward over
+batch entries -- and the reduction (:data:`MAX` or :data:`AVG`) is a
+compile-time constant of each: the branch of the other reduction is never
+compiled into it.
+
+Forward kernels take output rows ``(b, od, oh)`` as work items: every output is
+written by exactly one thread, so results do not depend on the thread count.
+Backward kernels scatter; their work items are batch entries ``b``, and inside
+one ``b`` they add contributions in output order -- the same order as the
+reference backend, hence bit-identical gradients.
+
+Max backward never trusts the offsets it is given: one outside the window is
+counted in ``bad[b]`` and skipped, so no content of ``off`` makes it write out
+of bounds (the caller raises).
 """
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import njit
 
-from ._jit import twin
+from ._jit import kernel
+
+MAX, AVG = 0, 1
 
 
 @njit(inline="always")
@@ -28,167 +39,159 @@ def _output_row(r, OD, OH, tab):
             tab[1, 0, oh], tab[1, 1, oh], tab[1, 2, oh])
 
 
-@twin
-def max_forward(x, out, off, tab, kh, kw, nan_ignore, sentinel, lowest, nanval):
-    """Max over each window: value into ``out``, winning tap offset into ``off``.
+@njit(inline="always")
+def _max_tap(out, off, i, v, k, nan_ignore, sentinel):
+    # The max rule, tap by tap: the first tap inside the input wins, then a greater one or a
+    # NaN (PyTorch's rule: the last NaN wins); with nan_ignore NaN never wins.
+    first = off[i] == sentinel
+    if nan_ignore:
+        take = v == v and (first or v > out[i])
+    else:
+        take = first or v > out[i] or v != v
+    if take:
+        out[i] = v
+        off[i] = k
 
-    A tap wins when it is the window's first tap inside the input, is greater
-    than the winner so far, or is NaN (``nan_ignore``: NaN never wins; a window
-    with only NaN gets ``nanval`` and ``sentinel``). Windows wholly in padding
-    get ``lowest`` and ``sentinel``.
-    """
-    B = x.shape[0]
-    C = x.shape[4]
-    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
-    sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
-    for r in prange(B * OD * OH):
-        b, od, oh, d0, dlo, dhi, h0, hlo, hhi = _output_row(r, OD, OH, tab)
-        for ow in range(OW):
-            w0, wlo, whi = tab[2, 0, ow], tab[2, 1, ow], tab[2, 2, ow]
-            for c in range(C):
-                out[b, od, oh, ow, c] = lowest
-                off[b, od, oh, ow, c] = sentinel
-            for jd in range(dlo, dhi):
-                pd = d0 + jd * sd
-                for jh in range(hlo, hhi):
-                    ph = h0 + jh * sh
-                    for jw in range(wlo, whi):
-                        pw = w0 + jw * sw
-                        k = (jd * kh + jh) * kw + jw
-                        for c in range(C):
-                            v = x[b, pd, ph, pw, c]
-                            first = off[b, od, oh, ow, c] == sentinel
-                            if nan_ignore:
-                                take = v == v and (first or v > out[b, od, oh, ow, c])
-                            else:
-                                take = first or v > out[b, od, oh, ow, c] or v != v
-                            if take:
-                                out[b, od, oh, ow, c] = v
-                                off[b, od, oh, ow, c] = k
-            if nan_ignore and dhi > dlo and hhi > hlo and whi > wlo:
+
+def _make_forward(OP):
+    @kernel
+    def forward(lo, hi, x, out, off, tab, kh, kw, nan_ignore, sentinel, lowest, nanval, divisor, subtract_nans,
+                divs):
+        """Reduce each window of output rows ``[lo, hi)``: max (value and winning tap) or mean.
+
+        Max: a window wholly in padding gets ``lowest`` and ``sentinel``; with
+        ``nan_ignore`` one with only NaN gets ``nanval`` and ``sentinel``.
+        Mean: the taps are summed in scan order, then divided by ``divisor[od, oh, ow]``
+        (in x's dtype). With ``nan_ignore`` NaN elements are skipped, and the divisor
+        used (less the NaN count when ``subtract_nans``, i.e. without
+        ``divisor_override``) is stored per output in ``divs``, which also counts the
+        NaN; a window of NaN only gets ``nanval`` in both. ``off`` (max) and
+        ``divs`` (mean) are unused by the other reduction.
+        """
+        C = x.shape[4]
+        OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+        sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
+        for r in range(lo, hi):
+            b, od, oh, d0, dlo, dhi, h0, hlo, hhi = _output_row(r, OD, OH, tab)
+            for ow in range(OW):
+                w0, wlo, whi = tab[2, 0, ow], tab[2, 1, ow], tab[2, 2, ow]
+                o = out[b, od, oh, ow]                       # (C,) views of this output
+                k = off[b, od, oh, ow] if OP == MAX else off[0, 0, 0, 0]
                 for c in range(C):
-                    if off[b, od, oh, ow, c] == sentinel:
-                        out[b, od, oh, ow, c] = nanval
-
-
-@twin
-def max_backward(g, off, gx, tab, kh, kw, sentinel):
-    """Scatter ``g`` to the winning taps: ``gx[b, winner] += g``, in output order."""
-    B = gx.shape[0]
-    C = gx.shape[4]
-    OD, OH, OW = g.shape[1], g.shape[2], g.shape[3]
-    sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
-    for b in prange(B):
-        gx[b] = 0
-        for od in range(OD):
-            for oh in range(OH):
-                for ow in range(OW):
-                    for c in range(C):
-                        k = off[b, od, oh, ow, c]
-                        if k == sentinel:
-                            continue
-                        jd = k // (kh * kw)
-                        jh = (k // kw) % kh
-                        jw = k % kw
-                        pd = tab[0, 0, od] + jd * sd
-                        ph = tab[1, 0, oh] + jh * sh
-                        pw = tab[2, 0, ow] + jw * sw
-                        gx[b, pd, ph, pw, c] += g[b, od, oh, ow, c]
-
-
-@twin
-def avg_forward(x, out, tab, divisor, nan_ignore, subtract_nans, divs, nanval):
-    """Mean over each window: sum in scan order, then divide by ``divisor[od, oh, ow]``.
-
-    ``divisor`` (OD, OH, OW) is in x's dtype. With ``nan_ignore`` NaN elements
-    are skipped; the divisor actually used (less the NaN count when
-    ``subtract_nans``, i.e. without ``divisor_override``) is stored per output in
-    ``divs``, which also serves as the NaN counter. A window whose elements are
-    all NaN gets ``nanval`` in both.
-    """
-    B = x.shape[0]
-    C = x.shape[4]
-    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
-    sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
-    for r in prange(B * OD * OH):
-        b, od, oh, d0, dlo, dhi, h0, hlo, hhi = _output_row(r, OD, OH, tab)
-        for ow in range(OW):
-            w0, wlo, whi = tab[2, 0, ow], tab[2, 1, ow], tab[2, 2, ow]
-            for c in range(C):
-                out[b, od, oh, ow, c] = 0
-                if nan_ignore:
-                    divs[b, od, oh, ow, c] = 0
-            for jd in range(dlo, dhi):
-                pd = d0 + jd * sd
-                for jh in range(hlo, hhi):
-                    ph = h0 + jh * sh
-                    for jw in range(wlo, whi):
-                        pw = w0 + jw * sw
-                        for c in range(C):
-                            v = x[b, pd, ph, pw, c]
-                            if nan_ignore and v != v:
-                                divs[b, od, oh, ow, c] += 1
-                            else:
-                                out[b, od, oh, ow, c] += v
-            n_in = max(dhi - dlo, 0) * max(hhi - hlo, 0) * max(whi - wlo, 0)
-            dv = divisor[od, oh, ow]
-            for c in range(C):
-                if n_in == 0:
-                    # window wholly in padding: its sum, 0, stands
-                    if nan_ignore:
-                        divs[b, od, oh, ow, c] = dv
-                elif nan_ignore:
-                    nans = divs[b, od, oh, ow, c]
-                    if nans == n_in:
-                        out[b, od, oh, ow, c] = nanval
-                        divs[b, od, oh, ow, c] = nanval
+                    if OP == MAX:
+                        o[c] = lowest
+                        k[c] = sentinel
                     else:
-                        divs[b, od, oh, ow, c] = dv - nans if subtract_nans else dv
-                        out[b, od, oh, ow, c] = out[b, od, oh, ow, c] / divs[b, od, oh, ow, c]
-                else:
-                    out[b, od, oh, ow, c] = out[b, od, oh, ow, c] / dv
+                        o[c] = 0
+                        if nan_ignore:
+                            divs[b, od, oh, ow, c] = 0
+                for jd in range(dlo, dhi):
+                    pd = d0 + jd * sd
+                    for jh in range(hlo, hhi):
+                        ph = h0 + jh * sh
+                        for jw in range(wlo, whi):
+                            xs = x[b, pd, ph, w0 + jw * sw]
+                            t = (jd * kh + jh) * kw + jw
+                            for c in range(C):
+                                v = xs[c]
+                                if OP == MAX:
+                                    _max_tap(o, k, c, v, t, nan_ignore, sentinel)
+                                elif nan_ignore and v != v:
+                                    divs[b, od, oh, ow, c] += 1
+                                else:
+                                    o[c] += v
+                n_in = max(dhi - dlo, 0) * max(hhi - hlo, 0) * max(whi - wlo, 0)
+                if OP == MAX:
+                    if nan_ignore and n_in > 0:
+                        for c in range(C):
+                            if k[c] == sentinel:
+                                o[c] = nanval
+                    continue
+                dv = divisor[od, oh, ow]
+                for c in range(C):
+                    if n_in == 0:
+                        # window wholly in padding: its sum, 0, stands
+                        if nan_ignore:
+                            divs[b, od, oh, ow, c] = dv
+                    elif nan_ignore:
+                        nans = divs[b, od, oh, ow, c]
+                        if nans == n_in:
+                            o[c] = nanval
+                            divs[b, od, oh, ow, c] = nanval
+                        else:
+                            divs[b, od, oh, ow, c] = dv - nans if subtract_nans else dv
+                            o[c] = o[c] / divs[b, od, oh, ow, c]
+                    else:
+                        o[c] = o[c] / dv
+
+    return forward
 
 
-@twin
-def avg_backward(g, gx, tab, divisor, nan_ignore, divs, nan_mask):
-    """Spread ``g / divisor`` over each window's taps inside the input, in output order.
+def _make_backward(OP):
+    @kernel
+    def backward(lo, hi, g, off, gx, tab, kh, kw, sentinel, divisor, nan_ignore, divs, nan_mask, bad):
+        """Gradients of batch entries ``[lo, hi)``, each contribution added in output order.
 
-    With ``nan_ignore`` the per-output divisor comes from ``divs`` (NaN: no
-    gradient) and NaN input elements (``nan_mask``) get nothing.
+        Max: ``g`` goes to each window's winning tap (``off``); an offset that is
+        neither a tap of the window nor ``sentinel`` is skipped and counted in
+        ``bad[b]``. Mean: ``g / divisor`` goes to each tap inside the input; with
+        ``nan_ignore`` the divisor is the output's ``divs`` (NaN: no gradient) and NaN
+        input elements (``nan_mask``) get nothing.
+        """
+        C = gx.shape[4]
+        OD, OH, OW = g.shape[1], g.shape[2], g.shape[3]
+        sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
+        for b in range(lo, hi):
+            gx[b] = 0
+            for od in range(OD):
+                d0, dlo, dhi = tab[0, 0, od], tab[0, 1, od], tab[0, 2, od]
+                for oh in range(OH):
+                    h0, hlo, hhi = tab[1, 0, oh], tab[1, 1, oh], tab[1, 2, oh]
+                    for ow in range(OW):
+                        w0, wlo, whi = tab[2, 0, ow], tab[2, 1, ow], tab[2, 2, ow]
+                        if OP == MAX:
+                            for c in range(C):
+                                k = off[b, od, oh, ow, c]
+                                if k == sentinel:
+                                    continue
+                                jd = k // (kh * kw)
+                                jh = (k // kw) % kh
+                                jw = k % kw
+                                if k < 0 or jd < dlo or jd >= dhi or jh < hlo or jh >= hhi or jw < wlo or jw >= whi:
+                                    bad[b] += 1             # not a tap of this window inside the input
+                                    continue
+                                gx[b, d0 + jd * sd, h0 + jh * sh, w0 + jw * sw, c] += g[b, od, oh, ow, c]
+                            continue
+                        for jd in range(dlo, dhi):
+                            pd = d0 + jd * sd
+                            for jh in range(hlo, hhi):
+                                ph = h0 + jh * sh
+                                for jw in range(wlo, whi):
+                                    pw = w0 + jw * sw
+                                    for c in range(C):
+                                        if nan_ignore:
+                                            dv = divs[b, od, oh, ow, c]
+                                            if dv != dv or nan_mask[b, pd, ph, pw, c]:
+                                                continue
+                                        else:
+                                            dv = divisor[od, oh, ow]
+                                        gx[b, pd, ph, pw, c] += g[b, od, oh, ow, c] / dv
+
+    return backward
+
+
+max_forward, avg_forward = _make_forward(MAX), _make_forward(AVG)
+max_backward, avg_backward = _make_backward(MAX), _make_backward(AVG)
+
+
+@kernel
+def scatter(lo, hi, values, idx, out, accumulate):
+    """``out[b, idx[b, p, c], c] (+)= values[b, p, c]`` for ``b`` in ``[lo, hi)``, in order of ``p``.
+
+    Negative indices are skipped; the caller checks that none reaches past ``out``.
     """
-    B = gx.shape[0]
-    C = gx.shape[4]
-    OD, OH, OW = g.shape[1], g.shape[2], g.shape[3]
-    sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
-    for b in prange(B):
-        gx[b] = 0
-        for od in range(OD):
-            d0, dlo, dhi = tab[0, 0, od], tab[0, 1, od], tab[0, 2, od]
-            for oh in range(OH):
-                h0, hlo, hhi = tab[1, 0, oh], tab[1, 1, oh], tab[1, 2, oh]
-                for ow in range(OW):
-                    w0, wlo, whi = tab[2, 0, ow], tab[2, 1, ow], tab[2, 2, ow]
-                    for jd in range(dlo, dhi):
-                        pd = d0 + jd * sd
-                        for jh in range(hlo, hhi):
-                            ph = h0 + jh * sh
-                            for jw in range(wlo, whi):
-                                pw = w0 + jw * sw
-                                for c in range(C):
-                                    if nan_ignore:
-                                        dv = divs[b, od, oh, ow, c]
-                                        if dv != dv or nan_mask[b, pd, ph, pw, c]:
-                                            continue
-                                    else:
-                                        dv = divisor[od, oh, ow]
-                                    gx[b, pd, ph, pw, c] += g[b, od, oh, ow, c] / dv
-
-
-@twin
-def scatter(values, idx, out, accumulate):
-    """``out[b, idx[b, p, c], c] (+)= values[b, p, c]`` in order of ``p``; negative idx skipped."""
-    B, P, C = values.shape
-    for b in prange(B):
+    P, C = values.shape[1], values.shape[2]
+    for b in range(lo, hi):
         for p in range(P):
             for c in range(C):
                 i = idx[b, p, c]

@@ -8,9 +8,10 @@ operations.  There is no Python loop over the batch, the channels or the output
 positions -- only over the ``KD*KH*KW`` taps -- and no padded copy of the input:
 each tap touches only the outputs whose window puts it inside the input.
 
-Results equal the numba backend's: max outputs, offsets and gradients bit for
-bit (taps are scanned in the same order, and backward adds contributions in
-output order), averages within float rounding.
+Results equal the numba backend's bit for bit, for max and average pooling:
+taps are scanned in the same order, sums start from 0 and add the taps in that
+order before one division, and backward adds contributions in output order.
+That is what lets it serve calls while the Numba kernels compile.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .._geometry import Axis
-from .._plan import Plan, offsets_to_indices
+from .._plan import Plan, check_offsets, invalid_offsets, lowest, offsets_to_indices
 
 name = "img2col"
 
@@ -164,10 +165,9 @@ def max_forward(x: np.ndarray, plan: Plan):
     the first maximum in scan order; a NaN window's winner is its last NaN (a
     second pass, only when NaN occurs).
     """
-    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    cols, offsets, valid = _columns(x, plan, lowest)
+    cols, offsets, valid = _columns(x, plan, lowest(x.dtype))
     if not offsets:                                        # no window reaches the input
-        return (np.full(plan.out_shape, lowest, dtype=x.dtype),
+        return (np.full(plan.out_shape, lowest(x.dtype), dtype=x.dtype),
                 np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype))
     out = (np.fmax if plan.nan_ignore else np.maximum).reduce(cols, axis=0)
     off = np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype)
@@ -208,6 +208,7 @@ def _add_in_output_order(gx: np.ndarray, flat_idx: np.ndarray, values: np.ndarra
 
 
 def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
+    check_offsets(invalid_offsets(off, plan))
     gx = np.zeros(plan.in_shape, dtype=grad.dtype)
     if not all(a.regular for a in plan.axes):
         # Adaptive windows may share a start; add in output order to match the kernels bit for bit.

@@ -1,36 +1,31 @@
-"""The numba backend: the chapter's method 1, loop kernels compiled with Numba.
+"""The chapter's method 1: loop kernels compiled with Numba (the kernels' side of the contract).
 
 Generic kernels (``_kernels``) handle every geometry; specialised kernels
 (``_fast``) take over for the common channels-first strided windows.  Inputs
-below :data:`PARALLEL_MIN_ELEMENTS` run on one thread, larger ones on Numba's
-thread pool (see :func:`poolkit.set_num_threads`).
+below :data:`PARALLEL_MIN_ELEMENTS` run on the calling thread, larger ones on
+Numba's thread pool (see :func:`poolkit.set_num_threads`).
+
+A kernel that is not compiled yet raises :class:`._jit.NotCompiled` here; the
+backends built on this module (:mod:`.numba_backend`, :mod:`.auto`) decide
+whether to wait for it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _threads
-from .._plan import Plan
+from .._plan import Plan, check_offsets, lowest, nan_value
 from . import _fast
 from . import _kernels as K
-
-name = "numba"
 
 # Below this many input elements one thread is faster than waking the pool (measured on a
 # 2-core machine: the parallel launch costs about 5 microseconds).
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
-def _parallel(n: int) -> bool:
-    return n >= PARALLEL_MIN_ELEMENTS and _threads.current_threads() > 1
-
-
-def _lowest(dtype: np.dtype):
-    return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
-
-
-def _nan(dtype: np.dtype):
-    return dtype.type(np.nan) if dtype.kind == "f" else _lowest(dtype)
+def _threads_for(n: int) -> int:
+    """Chunks of work for an input of ``n`` elements: 1 (this thread) or the thread count."""
+    return _threads.current_threads() if n >= PARALLEL_MIN_ELEMENTS else 1
 
 
 def _dummy(dtype) -> np.ndarray:
@@ -38,61 +33,74 @@ def _dummy(dtype) -> np.ndarray:
     return np.zeros((1, 1, 1, 1, 1), dtype=dtype)
 
 
+def _rows(plan: Plan) -> int:
+    """Work items of the generic forward kernels: output rows ``(b, od, oh)``."""
+    B, OD, OH = plan.out_shape[:3]
+    return B * OD * OH
+
+
 def max_forward(x: np.ndarray, plan: Plan):
-    par = _parallel(x.size)
-    fast = _fast.max_forward(x, plan, par)
+    nt = _threads_for(x.size)
+    fast = _fast.max_forward(x, plan, nt > 1)
     if fast is not None:
         return fast
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     _, kh, kw = plan.taps
-    K.max_forward(par, x, out, off, plan.table, kh, kw, plan.nan_ignore and x.dtype.kind == "f",
-                  plan.sentinel, _lowest(x.dtype), _nan(x.dtype))
+    K.max_forward(_rows(plan), nt, x, out, off, plan.table, kh, kw, plan.nan_ignore and x.dtype.kind == "f",
+                  plan.sentinel, lowest(x.dtype), nan_value(x.dtype), _UNIT3, False, _dummy(x.dtype))
     return out, off
 
 
 def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
-    par = _parallel(plan.in_size)
-    fast = _fast.max_backward(grad, off, plan, par)
+    nt = _threads_for(plan.in_size)
+    fast = _fast.max_backward(grad, off, plan, nt > 1)
     if fast is not None:
-        return fast
-    gx = np.empty(plan.in_shape, dtype=grad.dtype)
-    _, kh, kw = plan.taps
-    K.max_backward(par, grad, off, gx, plan.table, kh, kw, plan.sentinel)
+        gx, bad = fast
+    else:
+        gx = np.empty(plan.in_shape, dtype=grad.dtype)
+        counts = np.zeros(plan.in_shape[0], dtype=np.int64)
+        _, kh, kw = plan.taps
+        K.max_backward(plan.in_shape[0], nt, grad, off, gx, plan.table, kh, kw, plan.sentinel, _UNIT3, False,
+                       _dummy(grad.dtype), _dummy(np.bool_), counts)
+        bad = int(counts.sum())
+    check_offsets(bad)
     return gx
 
 
-def _base_divisor(plan: Plan, dtype) -> np.ndarray:
-    """The divisor before NaN elements are taken off (NaN-ignore), or the divisor itself."""
-    return plan.base_divisor.astype(dtype)
-
-
 def avg_forward(x: np.ndarray, plan: Plan):
-    par = _parallel(x.size)
+    nt = _threads_for(x.size)
     if not plan.nan_ignore:
-        fast = _fast.avg_forward(x, plan, par)
+        fast = _fast.avg_forward(x, plan, nt > 1)
         if fast is not None:
             return fast, None
     out = np.empty(plan.out_shape, dtype=x.dtype)
     divs = np.empty(plan.out_shape, dtype=x.dtype) if plan.nan_ignore else _dummy(x.dtype)
-    K.avg_forward(par, x, out, plan.table, _base_divisor(plan, x.dtype), plan.nan_ignore,
-                  plan.divisor_override is None, divs, _nan(x.dtype))
+    K.avg_forward(_rows(plan), nt, x, out, _dummy(np.uint8), plan.table, 1, 1, plan.nan_ignore, 0,
+                  lowest(x.dtype), nan_value(x.dtype), plan.base_divisor.astype(x.dtype),
+                  plan.divisor_override is None, divs)
     return out, ((divs, np.isnan(x)) if plan.nan_ignore else None)
 
 
 def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
-    par = _parallel(plan.in_size)
+    nt = _threads_for(plan.in_size)
     if not plan.nan_ignore:
-        fast = _fast.avg_backward(grad, plan, par)
+        fast = _fast.avg_backward(grad, plan, nt > 1)
         if fast is not None:
             return fast
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
     divs, nan_mask = saved if plan.nan_ignore else (_dummy(grad.dtype), _dummy(np.bool_))
-    K.avg_backward(par, grad, gx, plan.table, _base_divisor(plan, grad.dtype), plan.nan_ignore, divs, nan_mask)
+    K.avg_backward(plan.in_shape[0], nt, grad, _dummy(np.uint8), gx, plan.table, 1, 1, 0,
+                   plan.base_divisor.astype(grad.dtype), plan.nan_ignore, divs, nan_mask, _NO_COUNT)
     return gx
 
 
 def scatter(values: np.ndarray, idx: np.ndarray, size: int, accumulate: bool) -> np.ndarray:
     out = np.zeros((values.shape[0], size, values.shape[2]), dtype=values.dtype)
-    K.scatter(_parallel(values.size), values, idx, out, accumulate)
+    K.scatter(values.shape[0], _threads_for(values.size), values, idx, out, accumulate)
     return out
+
+
+# Stand-ins for arguments a kernel reads only in another mode (keep the argument types fixed).
+_UNIT3 = np.ones((1, 1, 1), dtype=np.float64)
+_NO_COUNT = np.zeros(1, dtype=np.int64)

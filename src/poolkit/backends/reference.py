@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from .._plan import Plan
+from .._plan import Plan, check_offsets, invalid_offsets, lowest
 
 name = "reference"
 
@@ -54,16 +54,12 @@ def _outputs(plan: Plan):
     return itertools.product(*(range(a.out) for a in plan.axes))
 
 
-def _lowest(dtype):
-    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
-
-
 def max_forward(x: np.ndarray, plan: Plan):
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     B, C = x.shape[0], x.shape[4]
     for o in _outputs(plan):
-        best = np.full((B, C), _lowest(x.dtype), dtype=x.dtype)
+        best = np.full((B, C), lowest(x.dtype), dtype=x.dtype)
         best_k = np.full((B, C), plan.sentinel, dtype=np.int64)
         taps = _window(plan, o)
         for k, (pd, ph, pw) in taps:
@@ -85,6 +81,7 @@ def max_forward(x: np.ndarray, plan: Plan):
 
 
 def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
+    check_offsets(invalid_offsets(off, plan))
     gx = np.zeros(plan.in_shape, dtype=grad.dtype)
     bi, ci = np.meshgrid(np.arange(grad.shape[0]), np.arange(grad.shape[4]), indexing="ij")
     for o in _outputs(plan):

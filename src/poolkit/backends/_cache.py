@@ -1,0 +1,133 @@
+"""Where compiled kernels are kept on disk, and how several processes share them.
+
+Compiled kernels go to one folder, the first of these that can be written:
+
+1. ``POOLKIT_CACHE_DIR``, when set;
+2. ``NUMBA_CACHE_DIR``, when set (Numba's own setting);
+3. the package's ``backends/__pycache__`` folder (a writable install, a source checkout);
+4. the user's cache folder (``~/.cache/poolkit`` on Linux, the platform's convention
+   elsewhere, from :mod:`platformdirs`): system and container installs, HPC modules.
+
+If none can be written, kernels are compiled in memory, once per process.
+
+Inside it, kernels live in ``kernels-<hash>``, the hash taken over the kernel
+sources (every module of ``poolkit.backends``).  Numba keys its cache by the
+source file of each function only, so a kernel that calls into another module
+could otherwise be loaded stale after an upgrade; a new hash is a new folder.
+
+Several processes may compile into one folder at once (Dask workers, test
+runners): each cache file is written to a temporary name and renamed, and the
+index that maps signatures to files is updated under a file lock, so no
+process loses another's entry or reads half a file.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import os
+import tempfile
+from typing import Callable, List, Optional, Tuple
+
+import filelock
+from numba.core import caching
+
+__all__ = ["cache_folder", "function_cache", "cached_kernels", "SOURCE_HASH"]
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(_HERE, "*.py"))):
+        with open(path, "rb") as f:
+            h.update(os.path.basename(path).encode() + b"\0" + f.read())
+    return h.hexdigest()[:16]
+
+
+SOURCE_HASH = _source_hash()
+
+
+def _writable(folder: str) -> bool:
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _candidates() -> List[Tuple[str, str]]:
+    """``(where, folder)`` pairs in order of preference (see the module docstring)."""
+    out = []
+    for var in ("POOLKIT_CACHE_DIR", "NUMBA_CACHE_DIR"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            out.append((var, os.path.abspath(os.path.expanduser(value))))
+    out.append(("package", os.path.join(_HERE, "__pycache__")))
+    try:
+        import platformdirs
+        out.append(("user", platformdirs.user_cache_dir("poolkit", appauthor=False)))
+    except ImportError:                                  # pragma: no cover - a declared dependency
+        pass
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def cache_folder() -> Tuple[str, Optional[str]]:
+    """``(where, folder)``: where compiled kernels are kept in this process.
+
+    ``where`` is ``"POOLKIT_CACHE_DIR"``, ``"NUMBA_CACHE_DIR"``, ``"package"``,
+    ``"user"`` or ``"memory"`` (no folder could be written; ``folder`` is None).
+    Decided once per process, at the first kernel.
+    """
+    for where, root in _candidates():
+        folder = os.path.join(root, f"kernels-{SOURCE_HASH}")
+        if _writable(folder):
+            return where, folder
+    return "memory", None
+
+
+def cached_kernels() -> int:
+    """Compiled kernels (one per function and signature) in the cache folder."""
+    folder = cache_folder()[1]
+    return 0 if folder is None else len(glob.glob(os.path.join(folder, "*.nbc")))
+
+
+class _Locator(caching.UserProvidedCacheLocator):
+    """Numba's locator for a user-provided folder, pointed at :func:`cache_folder`."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = cache_folder()[1]
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if cache_folder()[1] is None:
+            return None
+        # skip UserProvidedCacheLocator's check of NUMBA_CACHE_DIR: the folder is ours
+        return super(caching.UserProvidedCacheLocator, cls).from_function(py_func, py_file)
+
+
+class _Impl(caching.CompileResultCacheImpl):
+    _locator_classes = [_Locator]
+
+
+class _LockedCache(caching.FunctionCache):
+    """Numba's function cache whose index updates hold a file lock shared by all processes."""
+
+    _impl_class = _Impl
+
+    def save_overload(self, sig, data):
+        with filelock.FileLock(os.path.join(self.cache_path, "index.lock")):
+            super().save_overload(sig, data)
+
+
+def function_cache(py_func: Callable) -> Optional[caching.FunctionCache]:
+    """An on-disk cache for the Numba kernel of ``py_func``, or None (kernels stay in memory)."""
+    if cache_folder()[1] is None:
+        return None
+    try:
+        return _LockedCache(py_func)
+    except RuntimeError:        # "no locator available": the folder went away or became read-only
+        return None
