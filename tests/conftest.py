@@ -1,4 +1,11 @@
+import os
+
 import pytest
+
+# The tests compare backends and thread counts call by call: they want the kernel they ask for,
+# compiled before the call returns, not the NumPy stand-in that "auto" serves while a kernel
+# compiles in the background (tests/test_served.py runs that mode in fresh processes).
+os.environ.setdefault("POOLKIT_COMPILE", "foreground")
 
 
 def pytest_addoption(parser):

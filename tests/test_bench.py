@@ -218,23 +218,27 @@ def test_noisy_runs_are_flagged(capsys, monkeypatch):
 # first call in fresh processes (cold and warm kernel cache)
 # --------------------------------------------------------------------------- #
 def test_first_call_cold_and_warm(capsys):
-    """The one test that runs the fresh processes (the others pass --no-first-call)."""
+    """The one test of ``poolkit bench`` that runs the fresh processes (the others pass --no-first-call)."""
     argv = [a for a in TINY if a != "--no-first-call"]
     assert call(["bench", *argv, "--peers", "none", "--backends", "numba", "--threads", "1", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     fc = r["first_call"]
-    assert fc["threads"] == 1 and "64x3x28x28 float64" in fc["case"]
+    assert fc["threads"] == 1 and "64x3x28x28 float64" in fc["case"] and "MaxPool2d(2, 2)" in fc["case"]
     for key in ("cold", "warm"):
         row = fc[key]
         assert row["ok"], row
-        assert row["scenario"] == key and row["threads"] == 1
-        assert fc[key + "_s"] == row["first_max_s"] > 0
-    # the cold process compiled into the new folder and the warm one found everything there
-    assert fc["cold"]["cache_files"] > 0
+        assert row["scenario"] == key and row["threads"] == 1 and row["correct"]
+        assert row["compile_mode"] == "background" and row["kernel_cache"] == "POOLKIT_CACHE_DIR"
+        assert fc[key + "_s"] == row["first_s"] > 0 and row["ready"]
+        assert row["served_by"] in ("NumPy", "kernel")
+    # an empty cache: NumPy served while the kernels compiled into the new folder; the warm process
+    # found them all there
+    assert fc["cold"]["served_by"] == "NumPy" and fc["cold"]["cache_files"] > 0
     assert fc["warm"]["cache_files"] == fc["cold"]["cache_files"] and "note" not in fc["warm"]
     text = bench.summary(r)
     assert "first call in a fresh process" in text
-    assert "  cold (empty kernel cache: compiles): " in text and "  warm (the same cache again: loads): " in text
+    assert "  cold (empty kernel cache): " in text and "served by NumPy; kernels ready after " in text
+    assert "  warm (the same cache again): " in text
 
 
 def test_no_first_call_leaves_it_out(capsys):
@@ -242,16 +246,64 @@ def test_no_first_call_leaves_it_out(capsys):
     assert json.loads(capsys.readouterr().out)["first_call"] is None
 
 
-def test_failed_fresh_process_exits_1(capsys, monkeypatch):
-    def cold_and_warm(**kw):
+def _fake_cold_and_warm(warm_correct):
+    def cold_and_warm(case, **kw):
         return [{"ok": False, "wall_s": 0.1, "error": "ImportError: boom", "scenario": "cold", "cache_files": 0},
-                {"ok": True, "wall_s": 0.1, "first_max_s": 0.01, "scenario": "warm", "cache_files": 0}]
-    monkeypatch.setattr(bench, "cold_and_warm", cold_and_warm)
+                {"ok": True, "wall_s": 0.1, "first_s": 0.01, "served_by": "kernel", "ready_s": 0.02,
+                 "correct": warm_correct, "scenario": "warm", "cache_files": 0}]
+    return cold_and_warm
+
+
+def test_failed_fresh_process_exits_1(capsys, monkeypatch):
+    monkeypatch.setattr(bench, "cold_and_warm", _fake_cold_and_warm(True))
     argv = [a for a in TINY if a != "--no-first-call"]
     assert call(["bench", *argv, "--peers", "none", "--backends", "numba"]) == 1
     captured = capsys.readouterr()
-    assert "cold (empty kernel cache: compiles): FAILED: ImportError: boom" in captured.out
+    assert "cold (empty kernel cache): FAILED: ImportError: boom" in captured.out
+    assert "warm (the same cache again): 10 ms, served by kernel; kernels ready after 20 ms" in captured.out
     assert "first call failed in a fresh process (cold cache): ImportError: boom" in captured.err
+
+
+def test_wrong_result_in_a_fresh_process_exits_1(capsys, monkeypatch):
+    monkeypatch.setattr(bench, "cold_and_warm", _fake_cold_and_warm(False))
+    argv = [a for a in TINY if a != "--no-first-call"]
+    assert call(["bench", *argv, "--peers", "none", "--backends", "numba"]) == 1
+    captured = capsys.readouterr()
+    assert "warm (the same cache again): 10 ms, served by kernel; kernels ready after 20 ms; WRONG RESULT" in \
+        captured.out
+    assert "(warm cache) differs from the reference backend" in captured.err
+
+
+def test_first_call_in_a_cold_process_is_served_by_numpy(tmp_path):
+    """One fresh process on an empty cache folder: NumPy answers the first forward+backward (the kernels
+    compile in the background) and gives the reference backend's bits.  No timing is checked."""
+    from poolkit._benchkit import first_call
+
+    case = next(c for c in first_call.CASES if c.name == "max2d-pad")       # functional, return_indices
+    spec = first_call.child_spec(case, wait=False)
+    row = first_call.run_child(spec, {"POOLKIT_CACHE_DIR": str(tmp_path)}, timeout=600)
+    assert row["ok"], row
+    assert row["served_by"] == "NumPy" and row["fallbacks"] > 0
+    assert row["correct"] and row["checked_passes"] == 1 and spec["oracle"] == "reference"
+    assert row["compile_mode"] == "background"          # not the test suite's POOLKIT_COMPILE=foreground
+    assert row["kernel_cache"] == "POOLKIT_CACHE_DIR" and row["kernel_cache_dir"].startswith(str(tmp_path))
+    assert row["first_s"] > 0 and row["import_s"] > 0
+
+
+def test_first_call_rows_cover_the_promised_configurations():
+    from poolkit._benchkit.first_call import CASES
+
+    chapter = [c for c in CASES if c.shape == (64, 3, 28, 28) and c.dtype == "float64"]
+    assert {(c.op, c.api, c.kwargs["kernel_size"], c.kwargs["stride"]) for c in chapter} == {
+        ("max", "layer", 2, 2), ("avg", "layer", 2, 2)}
+    assert all(c.numba_waits for c in chapter) and not any(c.numba_waits for c in CASES if c not in chapter)
+    assert {c.rank for c in CASES if c.kwargs.get("stride", 1) > 1} == {1, 2, 3}
+    assert any(c.kwargs.get("padding") for c in CASES)
+    assert {"NCHW", "NHWC"} <= {c.data_format for c in CASES}
+    assert {c.dtype for c in CASES} == {"float32", "float64"}
+    assert {"layer", "functional"} == {c.api for c in CASES}
+    assert any(c.api == "functional" and c.op == "max" for c in CASES)      # return_indices + backward
+    assert len({c.name for c in CASES}) == len(CASES)
 
 
 # --------------------------------------------------------------------------- #
@@ -411,14 +463,43 @@ def test_run_py_quick_writes_a_table(tmp_path):
 
 @pytest.mark.slow
 def test_first_call_py(tmp_path):
+    rows = "max2d-nhwc,read-only-package,nothing-writable"
     proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "first_call.py"), "--json",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=1800, cwd=ROOT)
+                           "--out", str(tmp_path), "--rows", rows], capture_output=True, text=True, timeout=1800,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report == json.loads((tmp_path / "first_call.json").read_text())
-    assert "vector_extensions" in report["machine"] and "| cold (empty cache folder) |" in (
-        tmp_path / "first_call.md").read_text()
-    rows = report["scenarios"]
-    assert [r["ok"] for r in rows] == [True] * 5
-    unwritable = next(r for r in rows if r["scenario"].startswith("unwritable"))
-    assert unwritable["kernel_cache"] == "memory" and unwritable["correct"]
+    assert "vector_extensions" in report["machine"] and report["git"] == report["machine"]["git"]
+    table = (tmp_path / "first_call.md").read_text()
+    assert "| 2-D max, NHWC | 8x56x56x32 float32 NHWC | `MaxPool2d(2, 2, data_format='NHWC')` |" in table
+    assert "cold first fwd+bwd (s)" in table and "numba waits (s)" in table and "within 1 s: " in table
+    [row] = report["cases"]
+    assert row["name"] == "max2d-nhwc" and row["ok"] and row["correct"] and row["numba"] is None
+    cold, warm = row["cold"], row["warm"]
+    assert cold["served_by"] == "NumPy" and cold["ready"] and cold["cache_files"] > 0
+    assert warm["served_by"] in ("NumPy", "kernel") and warm["steady_served_by"] == "kernel"
+    assert warm["cache_files"] == cold["cache_files"] and warm["checked_passes"] == 12
+    assert cold["kernel_cache"] == warm["kernel_cache"] == "POOLKIT_CACHE_DIR"
+    scenarios = {s["name"]: s for s in report["scenarios"]}
+    assert set(scenarios) == {"read-only-package", "nothing-writable"}
+    for s in scenarios.values():
+        if s["status"] == "not run":            # no unshare here: the table says why
+            assert s["reason"] and f"| {s['title']} | not run |" in table
+            continue
+        assert s["ok"] and s["correct"] and s["as_expected"]
+        assert all(p["kernel_cache"] == s["expect"] for p in s["processes"])
+    if scenarios["read-only-package"]["status"] == "run":
+        first, second = scenarios["read-only-package"]["processes"]
+        assert first["cache_files"] == second["cache_files"] > 0 and "no compile" in second["note"]
+    if scenarios["nothing-writable"]["status"] == "run":
+        [only] = scenarios["nothing-writable"]["processes"]
+        assert only["kernel_cache"] == "memory" and only["kernel_cache_dir"] is None
+
+
+def test_first_call_py_refuses_unknown_rows(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "first_call.py"), "--rows", "chapter-max,nope",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "--rows" in proc.stderr and "'chapter-max,nope'" in proc.stderr and "read-only-package" in proc.stderr
+    assert not list(tmp_path.iterdir())

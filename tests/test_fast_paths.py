@@ -2,10 +2,12 @@
 
 Every specialised window shape ``(KH, KW, SW)`` runs on rows whose interior has
 from 1 to 40 windows, so that each way a row is cut is taken: the virtual row
-(fewer than NARROW windows), narrow and wide vector blocks, a last block moved
-back (forward, exact tilings) or one that skips windows already added
-(overlapping backward), and the scalar border windows around them.  Results
-must be bit-identical to
+(fewer windows than a narrow block), narrow and wide vector blocks, a last block
+moved back (forward, exact tilings) or one that skips windows already added
+(overlapping backward), and the scalar border windows around them.  Block widths
+depend on the dtype and the CPU (``_simd.widths``), so the row lengths are
+derived per dtype: those of the values (forward) and of the gradients
+(backward; float64 for integer inputs).  Results must be bit-identical to
 
 * the generic numba kernels, reached with the same data in channels-last
   layout (the fast kernels take channels-first only) -- for max and average;
@@ -21,35 +23,50 @@ import pytest
 
 import poolkit
 from poolkit.backends import _fast, _simd
+from poolkit.backends._simd import NARROW, WIDE   # as globals, Numba sees them as constants
 from poolkit.backends import numba_loops
 from helpers import assert_identical, make_input
 
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
 
-# Interior windows per row: virtual rows (< NARROW), a block exactly, one more, below and at
-# WIDE, and rows that need a moved-back or skipping last block.
-COUNTS = (1, 3, _simd.NARROW - 1, _simd.NARROW, _simd.NARROW + 1, _simd.WIDE - 1, _simd.WIDE,
-          _simd.WIDE + 1, _simd.WIDE + _simd.NARROW + 3, 40)
+# (op, values dtype, values, test id); integer max pooling has float64 gradients.
+ROWS = [("max", np.float64, "nan", "max-f64-nan"), ("max", np.float32, "ties", "max-f32-ties"),
+        ("avg", np.float32, "ties", "avg-f32"), ("max", np.int8, "ties", "max-i8-ties")]
 
 
-def _configs():
+def _grad_dtype(dtype):
+    return np.dtype(np.float64 if np.dtype(dtype).kind in "iu" else dtype)
+
+
+def _counts(dtype):
+    """Interior windows per row for data of ``dtype``: for the block widths of its values and of
+    its gradients, virtual rows (below narrow), a block exactly, one more, below and at wide,
+    and rows that need a moved-back or skipping last block."""
+    counts = {1, 3, 40}
+    for narrow, wide in {_simd.widths(dtype), _simd.widths(_grad_dtype(dtype))}:
+        counts |= {narrow - 1, narrow, narrow + 1, wide - 1, wide, wide + 1, wide + narrow + 3}
+    return tuple(sorted(counts))
+
+
+def _configs(dtype):
     for kh, kw, sw in _fast.SPECIALISED:
         for pad in (0, 1):
             if pad and (kw < 2 or kh < 2):
                 continue                       # padding must be at most half the kernel
-            for count in COUNTS:
+            for count in _counts(dtype):
                 # W so that the row has `count` windows inside the input (plus border ones
                 # when padded), and one column left over for some counts (no exact tiling)
                 width = (count - 1) * sw + kw + (count % 2)
                 yield kh, kw, sw, pad, count, width
 
 
-CONFIGS = list(_configs())
-
-
 def _id(c):
     kh, kw, sw, pad, count, width = c
     return f"k{kh}x{kw}s{sw}p{pad}-n{count}-w{width}"
+
+
+CASES = [pytest.param(op, dtype, values, cfg, id=f"{rid}-{_id(cfg)}")
+         for op, dtype, values, rid in ROWS for cfg in _configs(dtype)]
 
 
 def _pool(op, x, g, kh, kw, sw, pad, last, backend):
@@ -83,11 +100,8 @@ def _shape(width, kh, big):
 
 
 @pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("cfg", CONFIGS, ids=_id)
-@pytest.mark.parametrize("op, dtype, values", [("max", np.float64, "nan"), ("max", np.float32, "ties"),
-                                               ("avg", np.float32, "ties")],
-                         ids=["max-f64-nan", "max-f32-ties", "avg-f32"])
-def test_fast_kernels_match_generic_and_reference(cfg, op, dtype, values, threads):
+@pytest.mark.parametrize("op, dtype, values, cfg", CASES)
+def test_fast_kernels_match_generic_and_reference(op, dtype, values, cfg, threads):
     kh, kw, sw, pad, count, width = cfg
     big = threads > 1
     rng = np.random.default_rng([count, width, kh, kw, sw, pad, big])
@@ -108,12 +122,102 @@ def test_fast_kernels_match_generic_and_reference(cfg, op, dtype, values, thread
             assert_identical(a, b, f"{what}: fast vs reference {name}")
 
 
-def test_configs_take_every_fast_path():
+@pytest.mark.parametrize("dtype", sorted({np.dtype(d) for _, d, _, _ in ROWS}, key=str), ids=str)
+def test_configs_take_every_fast_path(dtype):
     """The table above reaches each way of cutting a row (else the test would prove less than it says)."""
-    counts = {c[4] for c in CONFIGS}
-    assert min(counts) < _simd.NARROW <= max(counts)
-    assert any(_simd.NARROW <= n < _simd.WIDE and n % _simd.NARROW for n in counts)   # moved-back narrow block
-    assert any(n > _simd.WIDE and (n - _simd.WIDE) % _simd.NARROW for n in counts)   # wide, then a partial block
+    configs = list(_configs(dtype))
+    counts = {c[4] for c in configs}
+    for what in {dtype, _grad_dtype(dtype)}:                # forward cuts, then backward cuts
+        narrow, wide = _simd.widths(what)
+        assert narrow < wide
+        assert min(counts) < narrow <= max(counts)                                 # virtual rows, blocks
+        assert narrow in counts and wide in counts                                 # a block exactly
+        assert any(narrow < n < wide and n % narrow for n in counts)               # moved-back narrow block
+        assert any(n > wide and n % wide for n in counts)                          # moved-back wide block
+        assert any(n > wide and n % wide % narrow for n in counts)                 # wide, then a skipping block
     # exact tilings (the write-once backward) and overlapping windows (the adding one) both occur
-    assert any(kw == sw and w == (n - 1) * sw + kw for kh, kw, sw, p, n, w in CONFIGS)
-    assert any(kw > sw for kh, kw, sw, p, n, w in CONFIGS)
+    assert any(kw == sw and w == (n - 1) * sw + kw for kh, kw, sw, p, n, w in configs)
+    assert any(kw > sw for kh, kw, sw, p, n, w in configs)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.int32, np.int16, np.int8, np.uint8],
+                         ids=lambda d: np.dtype(d).name)
+def test_block_widths_agree_in_python_and_numba(dtype):
+    """``block_width`` (in kernels) gives what ``widths`` (in Python) says, for every kernel dtype."""
+    @numba.njit
+    def kernel_widths(a):
+        return _simd.block_width(a, NARROW), _simd.block_width(a, WIDE)
+
+    assert kernel_widths(np.zeros(1, dtype=dtype)) == _simd.widths(dtype)
+    narrow, wide = _simd.widths(dtype)
+    assert 4 <= narrow <= 8 and wide == 2 * narrow   # rows of 8 to 15 windows take vector blocks
+
+
+@pytest.mark.parametrize("features, bits", [("+sse2,+avx,+avx2,+avx512f", 512), ("+sse2,+avx,+avx2,-avx512f", 256),
+                                            ("+sse2,+avx,-avx2", 128), ("+neon", 128), ("", 128)])
+def test_register_bits_from_llvm_features(features, bits):
+    assert _simd._register_bits(features) == bits
+
+
+@pytest.mark.parametrize("bits", [128, 256, 512])
+@pytest.mark.parametrize("itemsize", [1, 2, 4, 8])
+def test_narrow_block_is_one_register_within_4_to_8_lanes(itemsize, bits):
+    narrow, wide = _simd._widths(itemsize, bits)
+    assert narrow == min(max(bits // (8 * itemsize), 4), 8) and wide == 2 * narrow
+
+
+# A vector block written for the test: its parameters are in another order than any of
+# poolkit's, and code generation finds them by name.
+@_simd._block
+def _copy_row_block(typingctx, out, o0, x, x0, rs, KIND):
+    """Copy ``x[x0 + rs : x0 + rs + NB]`` (window row 1 of a block) to ``out[o0 : o0 + NB]``."""
+    kind, = _simd._literals(KIND=KIND)
+
+    def emit(gen):
+        gen.store(gen.load("x", gen.row("x0", 1)), "out", gen.intp("o0"))
+
+    return _simd._kind_width(x, kind), emit
+
+
+@_simd._block
+def _misnamed_block(typingctx, out, o0, x, x0, rs, KIND):
+    kind, = _simd._literals(KIND=KIND)
+
+    def emit(gen):
+        gen.store(gen.load("y", gen.intp("x0")), "out", gen.intp("o0"))   # no argument is named "y"
+
+    return _simd._kind_width(x, kind), emit
+
+
+def test_vector_blocks_read_arguments_by_name():
+    @numba.njit
+    def copy(out, o0, x, x0, rs):
+        _copy_row_block(out, o0, x, x0, rs, WIDE)
+
+    x = np.arange(100, dtype=np.float32)
+    out = np.zeros(40, dtype=np.float32)
+    copy(out, 3, x, 5, 20)
+    nb = _simd.widths(np.float32)[WIDE]
+    expected = np.zeros(40, dtype=np.float32)
+    expected[3:3 + nb] = x[25:25 + nb]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_vector_block_reading_an_unknown_argument_fails_to_compile():
+    @numba.njit
+    def copy(out, o0, x, x0, rs):
+        _misnamed_block(out, o0, x, x0, rs, NARROW)
+
+    x = np.arange(100, dtype=np.float32)
+    # code generation runs when the caller compiles, before anything runs
+    with pytest.raises(KeyError, match=r"no argument 'y'.*'out', 'o0', 'x', 'x0', 'rs', 'KIND'"):
+        copy(np.zeros(40, dtype=np.float32), 3, x, 5, 20)
+
+
+def test_block_kind_must_be_narrow_or_wide():
+    @numba.njit
+    def copy(out, x):
+        _copy_row_block(out, 0, x, 0, 1, 2)
+
+    with pytest.raises(numba.core.errors.TypingError, match="`KIND` must be NARROW"):
+        copy(np.zeros(40), np.zeros(40))

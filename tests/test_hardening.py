@@ -21,9 +21,6 @@ from poolkit._plan import off_dtype_for, sentinel_for
 
 BACKENDS = ["reference", "img2col", "numba"]
 # reference and img2col loop over every tap of a window (2**31 here), inside the input or not
-NEEDS_TAP_LOOPS = pytest.mark.xfail(strict=False, reason="needs backend change: loop only over taps inside "
-                                                         "the input (reference._window, img2col._tap_list)")
-
 
 def _run(code: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter with 8 GiB of address space (a runaway allocation fails fast)."""
@@ -46,8 +43,7 @@ def test_offset_dtype_holds_every_tap_and_the_sentinel(taps, dtype, sentinel):
     assert sentinel < 0 or sentinel > taps - 1                      # never a real tap
 
 
-@pytest.mark.parametrize("backend", [pytest.param(b, marks=NEEDS_TAP_LOOPS) if b != "numba" else b
-                                     for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_window_of_more_than_2_31_taps(backend):
     run = _run(f"""
         import numpy as np, poolkit
@@ -125,7 +121,6 @@ def test_average_layer_without_nan_ignore_saves_nothing_and_checks_it():
         layer.backward(g)
 
 
-@pytest.mark.xfail(strict=False, reason="needs kernel range checks")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", ["offset-200-of-9-taps", "negative-int32-offset"])
 def test_saved_offsets_out_of_range(backend, case):

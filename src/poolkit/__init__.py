@@ -109,18 +109,28 @@ def __dir__():
 
 
 def info() -> dict:
-    """Versions, threads and kernel-cache status (for bug reports and benchmark headers)."""
+    """Versions, threads, and where compiled kernels are kept (for bug reports and benchmark headers).
+
+    ``kernel_cache`` says which folder holds the compiled kernels
+    (``"POOLKIT_CACHE_DIR"``, ``"NUMBA_CACHE_DIR"``, ``"package"``, ``"user"``, or
+    ``"memory"`` when none can be written), ``kernel_cache_dir`` the folder and
+    ``cached_kernels`` how many compiled kernels it holds; ``compile_mode`` and
+    ``compiling`` tell whether the ``"auto"`` backend serves calls while their kernels
+    compile in the background, and how many are queued.
+    """
     import platform
 
     import numba
     import numpy
 
-    from .backends._jit import CACHE_STATUS
+    from .backends import _cache, _jit
 
     try:
         layer = numba.threading_layer()
     except ValueError:          # no parallel kernel has run yet
         layer = "not started"
+    where, folder = _cache.cache_folder()
+    status = _jit.background_status()
     return {
         "poolkit": __version__,
         "numpy": numpy.__version__,
@@ -129,5 +139,9 @@ def info() -> dict:
         "machine": platform.machine(),
         "threads": get_num_threads(),
         "threading_layer": layer,
-        "kernel_cache": CACHE_STATUS["mode"],
+        "kernel_cache": where,
+        "kernel_cache_dir": folder,
+        "cached_kernels": _cache.cached_kernels(),
+        "compile_mode": _jit.COMPILE_MODE,
+        "compiling": status["pending"],
     }

@@ -178,6 +178,13 @@ class Axis:
     def regular(self) -> bool:
         return self.kernel is not None
 
+    @property
+    def window(self) -> Tuple[int, int, int, int]:
+        """``(kernel, stride, pad_before, pad_after)`` of regular windows (a TypeError for adaptive ones)."""
+        if self.kernel is None or self.stride is None or self.pad_before is None or self.pad_after is None:
+            raise TypeError("adaptive windows have no kernel, stride or padding")
+        return self.kernel, self.stride, self.pad_before, self.pad_after
+
     @functools.cached_property
     def interior(self) -> Tuple[int, int]:
         """``(a, b)``: windows ``a <= o < b`` have all their taps inside the input (contiguous)."""

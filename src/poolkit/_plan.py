@@ -105,7 +105,7 @@ class Plan:
         return t
 
     @functools.cached_property
-    def base_divisor(self) -> Optional[np.ndarray]:
+    def base_divisor(self) -> np.ndarray:
         """Average pooling divisor per output position, ``float64 (OD, OH, OW)``, before NaN-ignore.
 
         ``divisor_override`` if given, else the product over axes of the taps
@@ -113,8 +113,6 @@ class Plan:
         With ``nan_ignore`` backends take each window's NaN count off it
         (unless overridden).
         """
-        if self.op != "avg":
-            return None
         if self.divisor_override is not None:
             return np.full(self.out_shape[1:4], float(self.divisor_override))
         f = [(a.padded if self.count_include_pad else a.valid).astype(np.float64) for a in self.axes]
@@ -194,7 +192,7 @@ def invalid_offsets(off: np.ndarray, plan: Plan) -> int:
     jh, jw = np.divmod(rem, kw)
     ok = (o >= 0) & (o < plan.window_volume)
     for i, (axis, j) in enumerate(zip(plan.axes, (jd, jh, jw))):
-        at = [None] * 5
+        at: list = [None] * 5
         at[i + 1] = slice(None)                  # the per-output bounds of this axis, broadcast
         ok &= (axis.lo[tuple(at)] <= j) & (j < axis.hi[tuple(at)])
     return int(np.count_nonzero((o != plan.sentinel) & ~ok))

@@ -194,10 +194,10 @@ def warmup(configs: Optional[Iterable[Mapping[str, Any]]] = None, *,
     one and one with at least ``poolkit.backends.numba_loops.PARALLEL_MIN_ELEMENTS``
     elements, run with all of Numba's threads, so that both the
     single-threaded and the multi-threaded kernels are compiled.  Compiled
-    kernels go to the kernel cache on disk (``poolkit.info()["kernel_cache"]``
-    says ``"disk"``), where later processes load them in a fraction of the time;
-    when no cache folder is writable they are compiled in memory and last only
-    for this process.
+    kernels go to the kernel cache folder (``poolkit.info()["kernel_cache_dir"]``),
+    where later processes load them in a fraction of the time; when no cache
+    folder is writable (``poolkit.info()["kernel_cache"] == "memory"``) they are
+    compiled in memory and last only for this process.
 
     Parameters
     ----------

@@ -14,10 +14,11 @@ when they are installed (never required).  Output starts like the chapter's:
 
 and ends with a summary: time per pass, ratios, each method's first call in
 this process (excluded from the elapsed times), the first call in a fresh
-process with a cold and with a warm kernel cache (compiling, then loading
-from disk; --no-first-call skips it), memory kept for backward and the
-machine.  Exit status: 0; 1 if the methods disagree or a fresh process
-failed; 2 for bad options.
+process with a cold and with a warm kernel cache (served by NumPy while the
+kernels compile in the background, then loaded from disk; --no-first-call
+skips it), memory kept for backward and the machine.  Exit status: 0; 1 if
+the methods disagree or a fresh process failed or gave a wrong result; 2 for
+bad options.
 
 examples:
   poolkit bench                                   # the chapter's experiment
@@ -42,7 +43,7 @@ import numpy as np
 
 from ._benchkit.contenders import (PEER_PACKAGES, PEERS, POOLKIT_METHODS, Contender, Pooling, peer_contender,
                                    poolkit_contender, same, tolerance)
-from ._benchkit.first_call import cold_and_warm
+from ._benchkit.first_call import CASES as FIRST_CALL_CASES, cold_and_warm
 from ._benchkit.machine import BUSY_FRACTION, CpuWatch, machine_info, machine_line
 from ._benchkit.plot import plot, plot_problem
 from ._benchkit.units import format_bytes, format_seconds, pooling_text
@@ -286,8 +287,10 @@ def bench(*, iterations: int = 5000, batch: int = 64, shape: Sequence[int] = (3,
         Seed of the random input ``x ~ N(0, 1)`` and upstream gradient ``~ U[0, 1)``.
     first_call : bool
         Also time the first forward+backward pass of the chapter's case
-        (``MaxPool2d(2, 2)`` on 64x3x28x28 float64) in two fresh processes:
-        cold (an empty kernel cache: compiles) and warm (the same cache: loads).
+        (``MaxPool2d(2, 2)`` on 64x3x28x28 float64) in two fresh processes
+        with the default backend: cold (an empty kernel cache: NumPy serves
+        while the kernels compile in the background) and warm (the same
+        cache: the kernels load from it).
     on_result : callable, optional
         Called with each method's entry as soon as it is timed.
     progress : bool
@@ -400,14 +403,16 @@ def run_config(cfg: BenchConfig, *, first_call: bool = True, on_result: Optional
 
 
 def _first_call(threads: int, show: bool) -> dict:
-    """The chapter's first forward+backward pass in a fresh process: cold cache, then warm."""
+    """The chapter's first forward+backward pass in a fresh process: cold cache, then warm
+    (the first row of ``benchmarks/first_call.py``, without its steady state)."""
     from tqdm import tqdm
 
+    case = FIRST_CALL_CASES[0]                      # the chapter's MaxPool2d(2, 2)
     with tqdm(total=1, desc="first call, cold and warm cache", bar_format="{desc} ...", file=sys.stderr,
               leave=False, disable=not show):
-        cold, warm = cold_and_warm(full=False, env_extra={"POOLKIT_NUM_THREADS": str(threads)})
-    return {"case": "MaxPool2d(2, 2) forward+backward, 64x3x28x28 float64", "threads": threads,
-            "cold_s": cold.get("first_max_s"), "warm_s": warm.get("first_max_s"), "cold": cold, "warm": warm}
+        cold, warm = cold_and_warm(case, env_extra={"POOLKIT_NUM_THREADS": str(threads)})
+    return {"case": f"{case.call_text} forward+backward, {case.input_text}", "threads": threads,
+            "cold_s": cold.get("first_s"), "warm_s": warm.get("first_s"), "cold": cold, "warm": warm}
 
 
 def _memory(cfg: BenchConfig, x: np.ndarray) -> dict:
@@ -436,9 +441,16 @@ def elapsed_line(entry: dict) -> str:
 def _first_call_lines(fc: dict) -> List[str]:
     lines = [f"first call in a fresh process ({fc['case']}, {fc['threads']} "
              f"thread{'s' if fc['threads'] != 1 else ''}):"]
-    for key, what in (("cold", "empty kernel cache: compiles"), ("warm", "the same cache again: loads")):
+    for key, what in (("cold", "empty kernel cache"), ("warm", "the same cache again")):
         row = fc[key]
-        text = format_seconds(row["first_max_s"]) if row["ok"] else f"FAILED: {row['error']}"
+        if not row["ok"]:
+            text = f"FAILED: {row['error']}"
+        else:
+            text = f"{format_seconds(row['first_s'])}, served by {row['served_by']}"
+            if row.get("ready_s") is not None:
+                text += f"; kernels ready after {format_seconds(row['ready_s'])}"
+            if not row["correct"]:
+                text += "; WRONG RESULT (differs from the reference backend)"
         note = f"; {row['note']}" if row.get("note") else ""
         lines.append(f"  {key} ({what}): {text}{note}")
     return lines
@@ -516,7 +528,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     exp.add_argument("--seed", type=_int_arg(0), default=0, help="seed of the random data (default: 0)")
     exp.add_argument("--no-first-call", dest="first_call", action="store_false",
                      help="skip the first call of the chapter's case in two fresh processes "
-                          "(a cold and a warm kernel cache; the cold one compiles, which takes seconds)")
+                          "(a cold and a warm kernel cache; the cold one compiles in the background, "
+                          "which takes seconds)")
     who = parser.add_argument_group("who runs")
     who.add_argument("--threads", type=_int_arg(1), default=None, metavar="N",
                      help="threads for poolkit's numba backend and for PyTorch (default: poolkit's setting, "
@@ -581,9 +594,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"poolkit bench: the methods disagree ({', '.join(result['check']['compared'])}, "
               f"{result['check']['rule']})", file=sys.stderr)
         status = 1
-    failed = [k for k in ("cold", "warm") if result["first_call"] and not result["first_call"][k]["ok"]]
+    fc = result["first_call"] or {}
+    failed = [k for k in ("cold", "warm") if k in fc and not fc[k]["ok"]]
+    wrong = [k for k in ("cold", "warm") if k in fc and fc[k]["ok"] and not fc[k]["correct"]]
     if failed:
         print(f"poolkit bench: the first call failed in a fresh process ({' and '.join(failed)} cache): "
-              f"{result['first_call'][failed[0]]['error']}", file=sys.stderr)
+              f"{fc[failed[0]]['error']}", file=sys.stderr)
+        status = 1
+    if wrong:
+        print(f"poolkit bench: the first call in a fresh process ({' and '.join(wrong)} cache) differs from "
+              f"the reference backend", file=sys.stderr)
         status = 1
     return status

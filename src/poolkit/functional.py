@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from ._core import Context, backend_module, check_float_grad, check_nan_policy, prepare, run_backward, run_forward
 from ._geometry import PoolSpec, as_bool, check_int64_product, dim_names, normalize_ints
-from ._layout import (CHANNELS_FIRST, CHANNELS_LAST, Layout, as_input_array, dtype_policy, format_rank,
+from ._layout import (CHANNELS_LAST, Layout, as_input_array, dtype_policy, format_rank,
                       merge_pooled, resolve_axes)
 from ._windows import AdaptiveWindows, StridedWindows
 
@@ -815,7 +815,7 @@ def _unpool(rank, x, indices, kernel_size, stride, padding, output_size, *, data
 
 def _unpool_doc(rank: int) -> str:
     dims = ", ".join(dim_names(rank))
-    shape = ", ".join(["1", "1"] + ["4"] * rank) if rank < 3 else "1, 1, 2, 2, 4"
+    shape = {1: "1, 1, 16", 2: "1, 1, 4, 4", 3: "1, 1, 2, 2, 4"}[rank]          # 16 elements
     return f"""Partial inverse of :func:`max_pool{rank}d`: put each value back where its maximum was.
 
     Every other element of the result is 0. The output size per pooled axis is

@@ -6,9 +6,11 @@ LLVM cannot vectorise them.  These kernels are compiled per window shape
 straight-line code, and each plane splits into
 
 * an *interior* (windows with every tap inside the input).  Its rows run in
-  explicit vector blocks of 16 or 8 windows (:mod:`._simd`), forward and
-  backward.  Rows of fewer than 8 windows (maps of 15 columns or less pooled
-  2x2) run as one *virtual* row per plane: with ``Wv = SH * W / SW``, window
+  explicit vector blocks (:mod:`._simd`), forward and backward: wide and
+  narrow ones, of a width fixed per dtype and CPU (on AVX2, 16 and 8 windows
+  of float32, 8 and 4 of float64).  Forward, rows of fewer windows than a
+  narrow block (float32 maps of 15 columns or less pooled 2x2) run as one
+  *virtual* row per plane: with ``Wv = SH * W / SW``, window
   ``t`` of one plain loop starts at ``SW * t``, which is window
   ``(t // Wv, t % Wv)`` of the plane; the ``t % Wv >= OW`` ones are computed
   and thrown away, and the rest is copied to the output.  That loop is written
@@ -39,7 +41,7 @@ from .. import _threads
 from .. import _plan
 from .._plan import Plan
 from ._jit import Kernel, kernel
-from ._simd import AVG, MAX, NARROW, WIDE, grad_add_block, grad_tile_block, pool_block
+from ._simd import AVG, MAX, NARROW, WIDE, block_width, grad_add_block, grad_tile_block, pool_block
 
 U = np.uint64
 
@@ -90,35 +92,37 @@ def _run(xs, T, rs, vm, vk, dv, KH, KW, SW, OP):
 
 @njit(inline="always")
 def _pool_row(xf, x0, rs, o1, k1, o0, n, dv, KH, KW, SW, OP):
-    # n >= NARROW windows SW apart from xf[x0] -> o1/k1[o0:o0+n] in vector blocks; the last
+    # n >= narrow windows SW apart from xf[x0] -> o1/k1[o0:o0+n] in vector blocks; the last
     # block moves back to end at n (it recomputes a few outputs, with the same result).
-    if n >= WIDE:
-        for b in range(0, n, WIDE):
-            c = min(b, n - WIDE)
+    wide, narrow = block_width(xf, WIDE), block_width(xf, NARROW)     # constants per dtype
+    if n >= wide:
+        for b in range(0, n, wide):
+            c = min(b, n - wide)
             pool_block(xf, x0 + c * SW, rs, o1, k1, o0 + c, dv, KH, KW, SW, WIDE, OP)
     else:
-        for b in range(0, n, NARROW):
-            c = min(b, n - NARROW)
+        for b in range(0, n, narrow):
+            c = min(b, n - narrow)
             pool_block(xf, x0 + c * SW, rs, o1, k1, o0 + c, dv, KH, KW, SW, NARROW, OP)
 
 
 @njit(inline="always")
 def _tile_grad_row(g1, k1, o0, gx1, x0, rs, n, dv, KH, KW, OP):
-    # Backward of n >= NARROW windows that tile the input, in blocks (overlapping last block:
+    # Backward of n >= narrow windows that tile the input, in blocks (overlapping last block:
     # each element is written, not added, so writing it twice changes nothing).
-    if n >= WIDE:
-        for b in range(0, n, WIDE):
-            c = min(b, n - WIDE)
+    wide, narrow = block_width(g1, WIDE), block_width(g1, NARROW)
+    if n >= wide:
+        for b in range(0, n, wide):
+            c = min(b, n - wide)
             grad_tile_block(g1, k1, o0 + c, gx1, x0 + c * KW, rs, dv, KH, KW, WIDE, OP)
     else:
-        for b in range(0, n, NARROW):
-            c = min(b, n - NARROW)
+        for b in range(0, n, narrow):
+            c = min(b, n - narrow)
             grad_tile_block(g1, k1, o0 + c, gx1, x0 + c * KW, rs, dv, KH, KW, NARROW, OP)
 
 
 @njit(inline="always")
 def _tile_grad_scalar(plane, gs, ks, r0, n, dv, zero, KH, KW, SW, OP):
-    # The same for rows of fewer than NARROW windows, element by element.
+    # The same for rows of fewer windows than a narrow block, element by element.
     for jh in range(KH):
         gr = plane[r0 + jh]
         for t in range(U(n)):
@@ -133,16 +137,17 @@ def _tile_grad_scalar(plane, gs, ks, r0, n, dv, zero, KH, KW, SW, OP):
 
 @njit(inline="always")
 def _add_grad_row(g1, k1, o0, gx1, x0, rs, n, dv, KH, KW, SW, OP):
-    # Backward of n >= NARROW windows SW apart that may overlap, added in vector blocks from
+    # Backward of n >= narrow windows SW apart that may overlap, added in vector blocks from
     # the left. A last block moved back skips the windows already added (adding twice counts twice).
+    wide, narrow = block_width(g1, WIDE), block_width(g1, NARROW)
     c = 0
-    while n - c >= WIDE:
+    while n - c >= wide:
         grad_add_block(g1, k1, o0 + c, gx1, x0 + c * SW, rs, dv, 0, KH, KW, SW, WIDE, OP)
-        c += WIDE
+        c += wide
     while c < n:
-        b = min(c, n - NARROW)
+        b = min(c, n - narrow)
         grad_add_block(g1, k1, o0 + b, gx1, x0 + b * SW, rs, dv, c - b, KH, KW, SW, NARROW, OP)
-        c = b + NARROW
+        c = b + narrow
 
 
 @njit(inline="always")
@@ -282,9 +287,11 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
 
     The kernels capture only the three ints, so Numba's on-disk cache can key them.
     ``geo`` is ``[DH, oha, ohb, owa, owb, Wv, tile, joined]``: dilation along H, the
-    interior windows ``[oha, ohb) x [owa, owb)``, the virtual row width (0: row by
-    row), whether the windows tile the input exactly, and whether one virtual row can
-    run through consecutive planes (see :func:`_qualify`).
+    interior windows ``[oha, ohb) x [owa, owb)``, the virtual row width (0: no virtual
+    row fits), whether the windows tile the input exactly, and whether one virtual row
+    can run through consecutive planes (see :func:`_qualify`).  Forward takes the
+    virtual row when one fits and the rows are shorter than a narrow block, whose width
+    is known once the dtype is (:func:`._simd.block_width`).
     """
 
     def make_forward(OP):
@@ -302,12 +309,14 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
             DH, oha, ohb, owa, owb, Wv = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
             nrow, ncol = ohb - oha, owb - owa
             rs = U(DH * W)
-            T = (nrow - 1) * Wv + ncol if Wv > 0 and nrow > 0 and ncol > 0 else 0
+            narrow = block_width(x, NARROW)
+            virtual = Wv > 0 and nrow > 0 and 0 < ncol < narrow
+            T = (nrow - 1) * Wv + ncol if virtual else 0
             dv = divisor[0, 0]
             if OP == AVG and nrow > 0 and ncol > 0:
                 dv = divisor[oha, owa]                      # the same for every interior window
             border = nrow * ncol < OH * OW
-            if geo[7]:
+            if virtual and geo[7]:
                 # Planes follow each other with no rows left over: one virtual row runs
                 # through all the planes of a chunk (longer loops, no per-plane set-up).
                 xflat = x.reshape(P * H * W)
@@ -339,7 +348,7 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
                         _compact_rows(vm, out[p], vk, off[p], oha, ohb - oha, owa, owb, Wv)
                     else:
                         _compact_rows(vm, out[p], vm, out[p], oha, ohb - oha, owa, owb, Wv)
-                elif ncol >= NARROW:
+                elif ncol >= narrow:
                     for oh in range(oha, ohb):
                         _pool_row(x1, (p * H + th[0, oh]) * W + tw[0, owa], rs, o1, k1,
                                    (p * OH + oh) * OW + owa, ncol, dv, KH, KW, SW, OP)
@@ -382,13 +391,14 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
             dv = divisor[0, 0]
             if OP == AVG and ohb > oha and owb > owa:
                 dv = divisor[oha, owa]                      # the same for every interior window
+            narrow = block_width(g1, NARROW)
             for p in range(lo, hi):
                 plane = gx[p]
                 if OP == MAX:
                     bad[p] = _count_invalid(k1, p * OH * OW, OH * OW, KH * KW, sentinel)
                 if tile:
                     for oh in range(OH):
-                        if OW >= NARROW:
+                        if OW >= narrow:
                             _tile_grad_row(g1, k1, (p * OH + oh) * OW, gx1, (p * H + th[0, oh]) * W, W, OW, dv,
                                            KH, KW, OP)
                         else:
@@ -409,7 +419,7 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
                         if OP == MAX:
                             bad[p] += r
                     c = a
-                    if b - a >= NARROW:
+                    if b - a >= narrow:
                         _add_grad_row(g1, k1, (p * OH + oh) * OW + a, gx1, (p * H + th[0, oh]) * W + tw[0, a],
                                       DH * W, b - a, dv, KH, KW, SW, OP)
                         c = b
@@ -455,7 +465,9 @@ def _qualify(plan: Plan):
     tw = np.ascontiguousarray(plan.table[2, :3, : aw.out])
     oha, ohb = ah.interior
     owa, owb = aw.interior
-    virtual = (owb - owa) < NARROW and (ah.stride * aw.size) % aw.stride == 0
+    # A virtual row fits when a plane's rows, strung together, keep the windows SW apart;
+    # the kernels take it for rows shorter than their dtype's narrow block.
+    virtual = (ah.stride * aw.size) % aw.stride == 0
     wv = ah.stride * aw.size // aw.stride if virtual else 0
     # Exact tiling: windows as tall and wide as their strides, no dilation or padding, every
     # window inside the input -- each input element is in at most one window.

@@ -11,7 +11,7 @@ of it with shuffles, and the block's outputs are one vector store.
 The semantics are the scalar kernels', bit for bit: taps in order (H, then W);
 a max tap wins when it is the first, greater, or NaN; a sum adds the taps in
 that order and then divides; gradients add in output order.  Window shape,
-stride, block width and operation are compile-time constants (literal integer
+stride, block kind and operation are compile-time constants (literal integer
 arguments), so each call is straight-line code.
 
 Every load and store touches only window taps of the block, so a block whose
@@ -21,24 +21,85 @@ Arguments shared by the intrinsics: 1-D contiguous arrays; ``x0`` the element
 of the first tap of the block's first window, ``rs`` the distance between
 window rows, ``o0`` the block's first output; ``off`` the winning taps (read
 by max only) and ``dv`` the divisor (read by average only): the operation
-``OP`` (:data:`MAX` or :data:`AVG`) picks.
+``OP`` (:data:`MAX` or :data:`AVG`) picks.  Code generation reads them by
+name (:class:`_Gen`), so the order of a signature is written in one place,
+its ``def`` line.
+
+Block widths depend on the dtype and the CPU (:func:`widths`): a block is
+``KIND`` :data:`NARROW` or :data:`WIDE`, and its number of lanes is fixed when
+Numba types the call, from the dtype of its first array.  :func:`block_width`
+gives kernels the same number, so a row is cut to fit its blocks.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+from typing import Tuple
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core.errors import RequireLiteralValue, TypingError
 from numba.extending import intrinsic
 
-__all__ = ["MAX", "AVG", "WIDE", "NARROW", "pool_block", "grad_tile_block", "grad_add_block"]
+__all__ = ["MAX", "AVG", "NARROW", "WIDE", "widths", "block_width", "pool_block", "grad_tile_block",
+           "grad_add_block"]
 
 MAX, AVG = 0, 1
 
-# Block widths: 16 lanes fill an AVX-512 register of float32; rows of 8 to 15 outputs
-# (a 28x28 map pooled 2x2 has 14) take the narrow blocks.
-WIDE, NARROW = 16, 8
+#: Block kinds (the ``KIND`` argument): one vector register of lanes, and two.
+NARROW, WIDE = 0, 1
 
 _I32 = ir.IntType(32)
+
+
+def _register_bits(features: str) -> int:
+    """Bits of one vector register, from LLVM target features (``"+avx2,-avx512f,..."``)."""
+    on = {f[1:] for f in features.split(",") if f.startswith("+")}
+    if "avx512f" in on:
+        return 512
+    if "avx2" in on:             # 256-bit integer and float operations (AVX alone has float only)
+        return 256
+    return 128                   # SSE2, NEON: the floor of the targets LLVM vectorises for
+
+
+@functools.lru_cache(maxsize=None)
+def _host_register_bits() -> int:
+    # The features Numba compiles for: NUMBA_CPU_FEATURES when set, else the host's.
+    features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    return _register_bits(features)
+
+
+def _widths(itemsize: int, bits: int) -> Tuple[int, int]:
+    # Narrow: the lanes of one register, kept within 4..8.  At most 8, so that rows of 8 to
+    # 15 windows (a 28x28 map pooled 2x2 has 14) take vector blocks whatever the dtype; at
+    # least 4, as rows of 4 to 7 float64 windows measured faster in blocks of 4 than as
+    # virtual rows or window by window.  Wide: two narrow blocks.
+    narrow = min(max(bits // (8 * itemsize), 4), 8)
+    return narrow, 2 * narrow
+
+
+def widths(dtype) -> Tuple[int, int]:
+    """``(narrow, wide)``: the lanes of the :data:`NARROW` and :data:`WIDE` blocks of ``dtype`` on this CPU.
+
+    ``dtype`` is a NumPy dtype (or anything :class:`numpy.dtype` takes) or a Numba
+    scalar type.  On an AVX2 CPU: float64 and int64 ``(4, 8)``, float32, int32 and
+    narrower ``(8, 16)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> narrow, wide = widths(np.float32)
+    >>> 4 <= narrow <= 8 and wide == 2 * narrow
+    True
+    """
+    if isinstance(dtype, types.Type):
+        itemsize = dtype.bitwidth // 8
+    else:
+        itemsize = np.dtype(dtype).itemsize
+    return _widths(itemsize, _host_register_bits())
 
 
 def _literals(**named) -> list:
@@ -65,32 +126,57 @@ def _check(arrays, indices, dv, op: int, off):
         raise TypingError(f"vector blocks: unknown OP {op}")
 
 
+def _kind_width(array, kind: int) -> int:
+    """Lanes of a ``kind`` block over the dtype of ``array`` (a Numba array type)."""
+    if kind not in (NARROW, WIDE):
+        raise TypingError(f"vector blocks: `KIND` must be NARROW ({NARROW}) or WIDE ({WIDE}), got {kind}")
+    return widths(array.dtype)[kind]
+
+
 class _Gen:
-    """IR helpers for one intrinsic call: its context, builder, signature and arguments."""
+    """IR helpers for one intrinsic call: its context, builder, signature and arguments.
 
-    def __init__(self, context, builder, sig, args, nb: int):
+    Arguments are named as in the intrinsic's ``def`` line (``names``): ``arg("x0")``,
+    ``intp("rs")``, ``ptr("out", start)``.
+    """
+
+    def __init__(self, context, builder, sig, args, names: Tuple[str, ...], nb: int):
         self.context, self.builder, self.sig, self.args, self.nb = context, builder, sig, args, nb
+        self.names = names
 
-    def intp(self, i: int):
-        return self.context.cast(self.builder, self.args[i], self.sig.args[i], types.intp)
+    def position(self, name: str) -> int:
+        """Position of argument ``name`` in the call."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"vector block has no argument {name!r}; its arguments are {self.names}") from None
+
+    def arg(self, name: str):
+        return self.args[self.position(name)]
+
+    def type(self, name: str):
+        return self.sig.args[self.position(name)]
+
+    def intp(self, name: str):
+        return self.context.cast(self.builder, self.arg(name), self.type(name), types.intp)
 
     def vtype(self, dtype, count=None):
         return ir.VectorType(self.context.get_data_type(dtype), self.nb if count is None else count)
 
-    def ptr(self, a: int, start, count=None):
-        """Pointer to ``<count x T>`` at element ``start`` (intp) of array argument ``a``."""
-        aty = self.sig.args[a]
-        data = self.context.make_array(aty)(self.context, self.builder, self.args[a]).data
+    def ptr(self, a: str, start, count=None):
+        """Pointer to ``<count x T>`` at element ``start`` (intp) of the array argument named ``a``."""
+        aty = self.type(a)
+        data = self.context.make_array(aty)(self.context, self.builder, self.arg(a)).data
         return self.builder.bitcast(self.builder.gep(data, [start]), self.vtype(aty.dtype, count).as_pointer())
 
-    def row(self, x0: int, rs: int, jh: int):
-        """Start of window row ``jh``: ``x0 + jh * rs`` (argument positions ``x0``, ``rs``)."""
-        return self.builder.add(self.intp(x0), self.builder.mul(self.intp(rs), ir.Constant(ir.IntType(64), jh)))
+    def row(self, x0: str, jh: int):
+        """Start of window row ``jh``: ``x0 + jh * rs`` (``x0`` names the start argument)."""
+        return self.builder.add(self.intp(x0), self.builder.mul(self.intp("rs"), ir.Constant(ir.IntType(64), jh)))
 
-    def load(self, a: int, start, count=None):
+    def load(self, a: str, start, count=None):
         return self.builder.load(self.ptr(a, start, count), align=1)
 
-    def store(self, value, a: int, start):
+    def store(self, value, a: str, start):
         self.builder.store(value, self.ptr(a, start, value.type.count), align=1)
 
     def shuffle(self, v, w, lanes):
@@ -116,7 +202,7 @@ class _Gen:
         return self.shuffle(whole, ir.Constant(whole.type, ir.Undefined),
                             [j * nb + t for t in range(nb) for j in range(n)])
 
-    def taps(self, a: int, start, KW: int, SW: int):
+    def taps(self, a: str, start, KW: int, SW: int):
         """The KW tap vectors of one window row, tap ``jw`` being ``arr[start + t*SW + jw]`` for lane ``t``.
 
         Loads are ``nb * SW`` long (whole registers, not an odd length LLVM would assemble
@@ -136,13 +222,13 @@ class _Gen:
     def gradient(self, op: int):
         """The block's gradients ``g[o0 + t]`` (divided by ``dv`` for average) and, for max, winners.
 
-        Reads the backward intrinsics' arguments ``g`` (0), ``off`` (1), ``o0`` (2), ``dv`` (6).
+        Reads the backward intrinsics' arguments ``g``, ``off``, ``o0`` and ``dv``.
         """
-        o0 = self.intp(2)
-        g = self.load(0, o0)
+        o0 = self.intp("o0")
+        g = self.load("g", o0)
         if op == AVG:
-            g = self.builder.fdiv(g, self.splat(self.args[6], g.type))
-        return g, (self.load(1, o0) if op == MAX else None)
+            g = self.builder.fdiv(g, self.splat(self.arg("dv"), g.type))
+        return g, (self.load("off", o0) if op == MAX else None)
 
     def tap_gradients(self, op: int, g, k, jh: int, KW: int):
         """What each tap ``jw`` of window row ``jh`` receives: max, ``g`` where it won, else 0; average, ``g``."""
@@ -153,20 +239,57 @@ class _Gen:
                 for jw in range(KW)]
 
 
+def _block(defn):
+    """Decorator: a vector block intrinsic whose code generation reads its arguments by name.
+
+    ``defn(typingctx, <arguments>)`` checks the argument types and returns
+    ``(nb, emit)``: the block's lanes and ``emit(gen)``, which writes the block's
+    IR through a :class:`_Gen` that knows the arguments by the names of ``defn``'s
+    parameters.  The intrinsic returns nothing.
+    """
+    names = tuple(inspect.signature(defn).parameters)[1:]
+
+    @functools.wraps(defn)
+    def typer(typingctx, *args):
+        nb, emit = defn(typingctx, *args)
+
+        def codegen(context, builder, sig, llargs):
+            emit(_Gen(context, builder, sig, llargs, names, nb))
+            return context.get_dummy_value()
+
+        return types.void(*args), codegen
+
+    return intrinsic(prefer_literal=True)(typer)
+
+
 @intrinsic(prefer_literal=True)
-def pool_block(typingctx, x, x0, rs, out, off, o0, dv, KH, KW, SW, NB, OP):
+def block_width(typingctx, a, KIND):
+    """Lanes of a ``KIND`` block (:data:`NARROW` or :data:`WIDE`) over array ``a``'s dtype: a constant."""
+    kind, = _literals(KIND=KIND)
+    if not isinstance(a, types.Array):
+        raise TypingError(f"block_width: `a` must be an array, got {a}")
+    nb = _kind_width(a, kind)
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.intp, nb)
+
+    return types.intp(a, KIND), codegen
+
+
+@_block
+def pool_block(typingctx, x, x0, rs, out, off, o0, dv, KH, KW, SW, KIND, OP):
     """Pool NB windows SW apart: taps ``x[x0 + jh*rs + t*SW + jw]`` -> ``out[o0 + t]`` (and ``off[o0 + t]``)."""
-    kh, kw, sw, nb, op = _literals(KH=KH, KW=KW, SW=SW, NB=NB, OP=OP)
+    kh, kw, sw, kind, op = _literals(KH=KH, KW=KW, SW=SW, KIND=KIND, OP=OP)
     _check((x, out), (x0, rs, o0), dv, op, off)
     if op == AVG and not isinstance(x.dtype, types.Float):
         raise TypingError("pool_block: average pooling needs a floating-point dtype")
 
-    def codegen(context, builder, sig, args):
-        gen = _Gen(context, builder, sig, args, nb)
+    def emit(gen):
+        builder = gen.builder
         kty = gen.vtype(off.dtype)
         acc = k = None
         for jh in range(kh):
-            for jw, v in enumerate(gen.taps(0, gen.row(1, 2, jh), kw, sw)):
+            for jw, v in enumerate(gen.taps("x", gen.row("x0", jh), kw, sw)):
                 if op == AVG:
                     acc = builder.fadd(gen.const(v.type, 0.0) if acc is None else acc, v)
                 elif acc is None:
@@ -181,40 +304,37 @@ def pool_block(typingctx, x, x0, rs, out, off, o0, dv, KH, KW, SW, NB, OP):
                     acc = builder.select(c, v, acc)
                     k = builder.select(c, gen.const(kty, jh * kw + jw), k)
         if op == AVG:
-            acc = builder.fdiv(acc, gen.splat(args[6], acc.type))
+            acc = builder.fdiv(acc, gen.splat(gen.arg("dv"), acc.type))
         else:
-            gen.store(k, 4, gen.intp(5))
-        gen.store(acc, 3, gen.intp(5))
-        return context.get_dummy_value()
+            gen.store(k, "off", gen.intp("o0"))
+        gen.store(acc, "out", gen.intp("o0"))
 
-    return types.void(x, x0, rs, out, off, o0, dv, KH, KW, SW, NB, OP), codegen
+    return _kind_width(x, kind), emit
 
 
-@intrinsic(prefer_literal=True)
-def grad_tile_block(typingctx, g, off, o0, gx, x0, rs, dv, KH, KW, NB, OP):
+@_block
+def grad_tile_block(typingctx, g, off, o0, gx, x0, rs, dv, KH, KW, KIND, OP):
     """Backward of NB windows that tile the input (stride = kernel along W): each tap written once.
 
     Max: a tap gets ``0 + g[o0 + t]`` if it won (``off``), else 0. Average: ``0 + g / dv``.
     Rows ``jh`` of the block are ``KW * NB`` contiguous elements from ``x0 + jh * rs``.
     """
-    kh, kw, nb, op = _literals(KH=KH, KW=KW, NB=NB, OP=OP)
+    kh, kw, kind, op = _literals(KH=KH, KW=KW, KIND=KIND, OP=OP)
     _check((g, gx), (o0, x0, rs), dv, op, off)
     if not isinstance(g.dtype, types.Float):
         raise TypingError("grad_tile_block: gradients must be floating point")
 
-    def codegen(context, builder, sig, args):
-        gen = _Gen(context, builder, sig, args, nb)
+    def emit(gen):
         gvec, kvec = gen.gradient(op)
-        gvec = builder.fadd(gen.const(gvec.type, 0.0), gvec)   # 0 + g, as an accumulation gives (-0 -> +0)
+        gvec = gen.builder.fadd(gen.const(gvec.type, 0.0), gvec)   # 0 + g, as an accumulation gives (-0 -> +0)
         for jh in range(kh):
-            gen.store(gen.interleave(gen.tap_gradients(op, gvec, kvec, jh, kw)), 3, gen.row(4, 5, jh))
-        return context.get_dummy_value()
+            gen.store(gen.interleave(gen.tap_gradients(op, gvec, kvec, jh, kw)), "gx", gen.row("x0", jh))
 
-    return types.void(g, off, o0, gx, x0, rs, dv, KH, KW, NB, OP), codegen
+    return _kind_width(g, kind), emit
 
 
-@intrinsic(prefer_literal=True)
-def grad_add_block(typingctx, g, off, o0, gx, x0, rs, dv, skip, KH, KW, SW, NB, OP):
+@_block
+def grad_add_block(typingctx, g, off, o0, gx, x0, rs, dv, skip, KH, KW, SW, KIND, OP):
     """Backward of NB windows that may overlap: ``gx`` taps ``+=`` gradients, in output order.
 
     Max adds ``g`` at each window's winner, average ``g / dv`` at every tap.  The blocks
@@ -228,27 +348,28 @@ def grad_add_block(typingctx, g, off, o0, gx, x0, rs, dv, skip, KH, KW, SW, NB, 
     Lanes that no window of that ``jw`` reaches add +0.0, which changes nothing: a
     gradient element is never -0.0 (it starts at +0.0 and only adds).
     """
-    kh, kw, sw, nb, op = _literals(KH=KH, KW=KW, SW=SW, NB=NB, OP=OP)
+    kh, kw, sw, kind, op = _literals(KH=KH, KW=KW, SW=SW, KIND=KIND, OP=OP)
     _check((g, gx), (o0, x0, rs, skip), dv, op, off)
     if not isinstance(g.dtype, types.Float):
         raise TypingError("grad_add_block: gradients must be floating point")
+    nb = _kind_width(g, kind)
 
-    def codegen(context, builder, sig, args):
-        gen = _Gen(context, builder, sig, args, nb)
+    def emit(gen):
+        builder = gen.builder
         gvec, kvec = gen.gradient(op)
         zero = gen.const(gvec.type, 0.0)
         lane = ir.Constant(ir.VectorType(ir.IntType(64), nb), list(range(nb)))
-        live = builder.icmp_signed(">=", lane, gen.splat(gen.intp(7), lane.type))
+        live = builder.icmp_signed(">=", lane, gen.splat(gen.intp("skip"), lane.type))
         gvec = builder.select(live, gvec, zero)                  # the first `skip` windows add nothing
         length = (nb - 1) * sw + kw                     # elements of one gradient row the block adds to
         # in two parts: whole registers [0, nb*SW) and the KW - SW elements after them
         parts = [(0, nb * sw)] + ([(nb * sw, length)] if length > nb * sw else [])
         for jh in range(kh):
-            start = gen.row(4, 5, jh)
+            start = gen.row("x0", jh)
             taps = gen.tap_gradients(op, gvec, kvec, jh, kw)
             for lo, hi in parts:
                 at = builder.add(start, ir.Constant(start.type, lo))
-                acc = gen.load(3, at, hi - lo)
+                acc = gen.load("gx", at, hi - lo)
                 for jw in reversed(range(kw)):
                     lanes = [nb] * (hi - lo)                # lane nb of (v, zero) is a zero
                     for t in range(nb):
@@ -256,7 +377,6 @@ def grad_add_block(typingctx, g, off, o0, gx, x0, rs, dv, skip, KH, KW, SW, NB, 
                             lanes[t * sw + jw - lo] = t
                     if any(i != nb for i in lanes):
                         acc = builder.fadd(acc, gen.shuffle(taps[jw], zero, lanes))
-                gen.store(acc, 3, at)
-        return context.get_dummy_value()
+                gen.store(acc, "gx", at)
 
-    return types.void(g, off, o0, gx, x0, rs, dv, skip, KH, KW, SW, NB, OP), codegen
+    return nb, emit

@@ -42,7 +42,8 @@ def _tap(axis: Axis, j: int):
             return None
         o1, o2 = int(ok[0]), int(ok[-1]) + 1
         p1 = int(axis.start[o1]) + j * axis.step
-        return slice(o1, o2), slice(p1, p1 + (o2 - o1 - 1) * axis.stride + 1, axis.stride), None
+        stride = axis.window[1]
+        return slice(o1, o2), slice(p1, p1 + (o2 - o1 - 1) * stride + 1, stride), None
     mask = j < axis.hi
     if not mask.any():
         return None
@@ -60,7 +61,9 @@ def _tap_list(plan: Plan):
         return taps
     kd, kh, kw = plan.taps
     taps = []
-    for jd, jh, jw in itertools.product(range(kd), range(kh), range(kw)):
+    # taps outside [min lo, max hi) reach the input in no window (a window may have 2**31 taps)
+    spans = [range(int(a.lo.min()), int(a.hi.max())) for a in plan.axes]
+    for jd, jh, jw in itertools.product(*spans):
         parts = [_tap(a, j) for a, j in zip(plan.axes, (jd, jh, jw))]
         if any(p is None for p in parts):
             continue
@@ -82,7 +85,7 @@ def _taps(plan: Plan, reverse: bool = False):
 
 def _disjoint(plan: Plan) -> bool:
     """True when no input element lies in two windows (stride >= window span on every axis)."""
-    return all(a.regular and a.stride >= a.step * (a.kernel - 1) + 1 for a in plan.axes)
+    return all(a.regular and a.window[1] >= a.step * (a.window[0] - 1) + 1 for a in plan.axes)
 
 
 def _gather(x: np.ndarray, index: Tuple) -> np.ndarray:
@@ -235,12 +238,12 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
 
 
 def _divisor(plan: Plan, dtype) -> np.ndarray:
-    return plan.divisor.astype(dtype)[None, ..., None]        # (1, OD, OH, OW, 1)
+    return plan.base_divisor.astype(dtype)[None, ..., None]   # (1, OD, OH, OW, 1)
 
 
 def avg_forward(x: np.ndarray, plan: Plan):
     total = np.zeros(plan.out_shape, dtype=x.dtype)
-    nans = np.zeros(plan.out_shape, dtype=np.int64) if plan.nan_ignore else None
+    nans = np.zeros(plan.out_shape if plan.nan_ignore else (1,) * 5, dtype=np.int64)   # NaN per window
     for _, region, index, mask in _taps(plan):
         v = _gather(x, index)
         if plan.nan_ignore:

@@ -25,10 +25,13 @@ def _window(plan: Plan, o):
     """(offset, (pd, ph, pw)) for each tap of window ``o`` inside the input, in scan order."""
     kd, kh, kw = plan.taps
     taps = []
-    for j in itertools.product(range(kd), range(kh), range(kw)):
+    # only the taps the geometry puts inside the input (a window may have 2**31 taps, most in
+    # padding); each position is still checked against the input below
+    spans = [range(int(a.lo[oi]), int(a.hi[oi])) for a, oi in zip(plan.axes, o)]
+    for j in itertools.product(*spans):
         pos = []
         for a, oi, ji in zip(plan.axes, o, j):
-            length = a.kernel if a.regular else int(a.hi[oi])     # adaptive windows vary
+            length = a.window[0] if a.regular else int(a.hi[oi])     # adaptive windows vary
             p = int(a.start[oi]) + ji * a.step
             if ji >= length or not 0 <= p < a.size:
                 break
@@ -45,8 +48,8 @@ def _padded_count(plan: Plan, o) -> int:
         if not a.regular:
             n *= int(a.hi[oi])
             continue
-        n *= sum(1 for j in range(a.kernel)
-                 if -a.pad_before <= int(a.start[oi]) + j * a.step < a.size + a.pad_after)
+        kernel, _, pad_before, pad_after = a.window
+        n *= sum(1 for j in range(kernel) if -pad_before <= int(a.start[oi]) + j * a.step < a.size + pad_after)
     return n
 
 
@@ -95,7 +98,7 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
 def avg_forward(x: np.ndarray, plan: Plan):
     out = np.empty(plan.out_shape, dtype=x.dtype)
     nan_mask = np.isnan(x) if plan.nan_ignore else None
-    divisors = np.empty(plan.out_shape, dtype=x.dtype) if plan.nan_ignore else None
+    divisors = np.empty(plan.out_shape if plan.nan_ignore else (0,), dtype=x.dtype)   # kept for backward
     B, C = x.shape[0], x.shape[4]
     for o in _outputs(plan):
         taps = _window(plan, o)
