@@ -453,9 +453,11 @@ def _qualify(plan: Plan):
     if plan.in_shape[4] != 1 or plan.nan_ignore or not all(a.regular for a in plan.axes):
         return None
     ad, ah, aw = plan.axes
-    if (ad.kernel, ad.stride, ad.pad_before, ad.pad_after) != (1, 1, 0, 0):
+    if ad.window != (1, 1, 0, 0):
         return None
-    key = (ah.kernel, aw.kernel, aw.stride)
+    kh, sh, ph, _ = ah.window
+    kw, sw, pw, _ = aw.window
+    key = (kh, kw, sw)
     if aw.step != 1 or key not in SPECIALISED:
         return None
     kernels = _KERNELS.get(key)
@@ -467,16 +469,15 @@ def _qualify(plan: Plan):
     owa, owb = aw.interior
     # A virtual row fits when a plane's rows, strung together, keep the windows SW apart;
     # the kernels take it for rows shorter than their dtype's narrow block.
-    virtual = (ah.stride * aw.size) % aw.stride == 0
-    wv = ah.stride * aw.size // aw.stride if virtual else 0
+    virtual = (sh * aw.size) % sw == 0
+    wv = sh * aw.size // sw if virtual else 0
     # Exact tiling: windows as tall and wide as their strides, no dilation or padding, every
     # window inside the input -- each input element is in at most one window.
-    tile = (ah.kernel == ah.stride and aw.kernel == aw.stride and ah.step == 1
-            and ah.pad_before == 0 and aw.pad_before == 0
+    tile = (kh == sh and kw == sw and ah.step == 1 and ph == 0 and pw == 0
             and (oha, ohb, owa, owb) == (0, ah.out, 0, aw.out))
     # Planes joined into one virtual row: the row pattern repeats from plane to plane.
     joined = (virtual and (oha, ohb) == (0, ah.out) and int(ah.start[0]) == 0
-              and ah.size == ah.out * ah.stride and owb > owa)
+              and ah.size == ah.out * sh and owb > owa)
     geo = np.array([ah.step, oha, ohb, owa, owb, wv, int(tile), int(joined)], dtype=np.int64)
     planes = plan.in_shape[0] * plan.in_shape[1]           # D only indexes planes here
     shapes = ((planes, ah.size, aw.size), (planes, ah.out, aw.out))
@@ -557,5 +558,5 @@ def _divisor(plan: Plan, dtype) -> np.ndarray:
     key = ("fast-divisor", dtype)
     d = plan.scratch.get(key)
     if d is None:
-        d = plan.scratch[key] = np.ascontiguousarray(plan.divisor[0].astype(dtype))
+        d = plan.scratch[key] = np.ascontiguousarray(plan.base_divisor[0].astype(dtype))
     return d
