@@ -120,11 +120,6 @@ class Plan:
         d.setflags(write=False)
         return d
 
-    @property
-    def divisor(self) -> Optional[np.ndarray]:
-        """:attr:`base_divisor` when it is the divisor itself; None with NaN-ignore (it varies)."""
-        return None if self.nan_ignore else self.base_divisor
-
 
 def off_dtype_for(window_volume: int) -> np.dtype:
     """Offset dtype for windows of ``window_volume`` taps: uint8, int32 or int64."""
