@@ -99,6 +99,8 @@ def interleaved(contenders: Dict[str, Callable[[], object]], rounds: int, second
         t = time.perf_counter()
         step()                                    # warm-up: compilation, caches, thread pools
         first[name] = time.perf_counter() - t
+        poolkit.wait_for_kernels()                # time the kernels, not NumPy serving while they compile
+        step()
         k, t = 0, time.perf_counter()
         while k < 3 or time.perf_counter() - t < min(seconds, 0.05):
             step()

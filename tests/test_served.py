@@ -319,7 +319,7 @@ for backend in ("numba", "img2col", "reference"):
     for fill, dtype in ((200, None), (-3, "int64"), (7, None)):
         layer = poolkit.MaxPool2d(3, 2, 1, backend=backend)
         y = layer(x)
-        off = layer._ctx.saved
+        off = layer._ctx.saved.copy()        # forward seals its offsets read-only
         if dtype:
             off = off.astype(dtype)
         off[0, 0, 0, 0, 0] = fill            # the top-left window's tap 7 lies inside; 0..5 of row -1 do not
@@ -338,3 +338,37 @@ def test_altered_offsets_raise_and_never_write_out_of_bounds():
     res = _python(ALTERED, {"POOLKIT_COMPILE": "foreground"})
     for key, msg in res.items():
         assert msg.startswith("ValueError"), (key, msg)
+
+
+VARIANTS = """
+import json, numpy as np, poolkit
+x = np.random.default_rng(0).standard_normal((8, 8, 28, 28))          # threaded kernels
+ops = OPS
+ok = {}
+with poolkit.threads(2):
+    for op in ops:
+        fn, back = getattr(poolkit, op + "_pool2d"), getattr(poolkit, op + "_pool2d_backward")
+        for backend in ("numba", "img2col"):
+            if op == "max":
+                y, i = fn(x, 2, return_indices=True, backend=backend)
+                g = back(np.ones_like(y), i, x.shape, backend=backend)
+            else:
+                y = fn(x, 2, backend=backend)
+                g = back(np.ones_like(y), x.shape, 2, backend=backend)
+            ok.setdefault(op, []).append((y, g))
+print(json.dumps({op: bool(np.array_equal(r[0][0], r[1][0]) and np.array_equal(r[0][1], r[1][1]))
+                  for op, r in ok.items()}))
+"""
+
+
+def test_variants_compiled_in_different_processes_load_together(tmp_path):
+    """Max and average kernels (one closure, two variants) written by two processes, loaded by a third.
+
+    Numba names machine code after the function and a per-process counter; variants that shared
+    a name ran each other's code once loaded together (the kernels are renamed per variant).
+    """
+    env = {"POOLKIT_CACHE_DIR": str(tmp_path), "POOLKIT_COMPILE": "foreground"}
+    assert _python(VARIANTS.replace("OPS", '["max"]'), env) == {"max": True}
+    assert _python(VARIANTS.replace("OPS", '["avg"]'), env) == {"avg": True}
+    assert _python(VARIANTS.replace("OPS", '["max", "avg"]'), env) == {"max": True, "avg": True}
+    assert _python(VARIANTS.replace("OPS", '["avg", "max"]'), env) == {"avg": True, "max": True}

@@ -9,6 +9,8 @@ what backward needs; ``PoolingLayer`` is the textbook chapter's interface.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from . import _threads
 from ._threads import get_num_threads, set_num_threads, threads
 from .chapter import PoolingLayer, PoolingTypes
@@ -83,6 +85,7 @@ __all__ = [
     "MaxPool2d",
     "MaxPool3d",
     "info",
+    "wait_for_kernels",
     "warmup",
     "__version__",
 ]
@@ -106,6 +109,36 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
+
+
+def wait_for_kernels(timeout: Optional[float] = None) -> bool:
+    """Wait until the kernels compiling in the background are ready.
+
+    The default backend answers a call whose Numba kernel is not compiled yet
+    with NumPy (the same bits) and compiles the kernel in a background thread.
+    Call this before timing poolkit, or before forking worker processes that
+    should inherit compiled kernels.
+
+    Parameters
+    ----------
+    timeout : float, optional
+        Seconds to wait at most; None waits as long as it takes.
+
+    Returns
+    -------
+    bool
+        True if nothing is left to compile, False if ``timeout`` passed first.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit
+    >>> y = poolkit.max_pool2d(np.ones((1, 1, 4, 4)), 2)    # may be served by NumPy
+    >>> poolkit.wait_for_kernels()
+    True
+    """
+    from .backends import _jit
+
+    return _jit.background_wait(timeout)
 
 
 def info() -> dict:

@@ -104,6 +104,14 @@ class Context:
 
     prepared: Prepared
     saved: Any
+    # The offsets array forward made and sealed (read-only): while ``saved`` is still that
+    # object, unaltered, backward may skip checking each offset against its window.
+    sealed: Any = None
+
+    @property
+    def offsets_sealed(self) -> bool:
+        s = self.saved
+        return s is self.sealed and isinstance(s, np.ndarray) and not s.flags.writeable
 
     @property
     def nbytes(self) -> int:
@@ -195,7 +203,12 @@ def run_forward(p: Prepared, x: np.ndarray, *, return_indices: bool = False, kee
     indices = None
     if return_indices:
         indices = p.out_layout.from_canonical(offsets_to_indices(saved, p.plan), p.out_sizes)
-    return y, indices, (Context(p, saved) if keep else None)
+    if not keep:
+        return y, indices, None
+    if p.op == "max" and saved.base is None:
+        saved.setflags(write=False)            # sealed: see Context.offsets_sealed
+        return y, indices, Context(p, saved, sealed=saved)
+    return y, indices, Context(p, saved)
 
 
 def check_grad(grad_output, shape, dtype, name="grad_output") -> np.ndarray:
@@ -224,7 +237,7 @@ def run_backward(ctx: Context, grad_output, name: str = "grad_output") -> np.nda
     if g5.size == 0 or p.plan.in_size == 0:
         gx5 = np.zeros(p.plan.in_shape, dtype=g5.dtype)
     elif p.op == "max":
-        gx5 = p.backend.max_backward(g5, ctx.saved, p.plan)
+        gx5 = p.backend.max_backward(g5, ctx.saved, p.plan, ctx.offsets_sealed)
     else:
         gx5 = p.backend.avg_backward(g5, ctx.saved, p.plan)
     gx = p.layout.from_canonical(gx5, p.in_sizes)

@@ -44,6 +44,7 @@ import numpy as np
 from ._benchkit.contenders import (PEER_PACKAGES, PEERS, POOLKIT_METHODS, Contender, Pooling, peer_contender,
                                    poolkit_contender, same, tolerance)
 from ._benchkit.first_call import CASES as FIRST_CALL_CASES, cold_and_warm
+from . import wait_for_kernels
 from ._benchkit.machine import BUSY_FRACTION, CpuWatch, machine_info, machine_line
 from ._benchkit.plot import plot, plot_problem
 from ._benchkit.units import format_bytes, format_seconds, pooling_text
@@ -352,6 +353,8 @@ def run_config(cfg: BenchConfig, *, first_call: bool = True, on_result: Optional
             t = time.perf_counter()
             m.step()                             # the warm-up call: compile, caches, thread pool
             first = time.perf_counter() - t
+            wait_for_kernels()           # then time the kernels, not NumPy serving meanwhile
+            m.step()
             t = time.perf_counter()
             m.step()
             chunk = max(1, int(_CHUNK_SECONDS / max(time.perf_counter() - t, 1e-7)))

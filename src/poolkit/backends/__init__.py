@@ -7,7 +7,9 @@ Every backend is a module or object with these functions, all on canonical
 ``max_forward(x, plan) -> (out, off)``
     Max of each window and the offset of the winning tap (``plan.off_dtype``,
     ``plan.sentinel`` when there is none).
-``max_backward(grad, off, plan) -> grad_input``
+``max_backward(grad, off, plan, sealed=False) -> grad_input``
+    Every offset is checked against its window (a ``ValueError`` when one is not
+    a tap of it) unless ``sealed``: ``off`` is the read-only array forward made.
 ``avg_forward(x, plan) -> (out, saved)``
     ``saved`` is None, or with ``nan_policy="ignore"`` the pair
     ``(divisors, nan_mask)`` that backward needs.

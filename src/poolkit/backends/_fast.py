@@ -270,11 +270,13 @@ def _grad_window(plane, g, off, p, th, tw, oh, ow, DH, sentinel, divisor, KW, OP
 def _count_invalid(k1, i0, n, volume, sentinel):
     # Offsets in k1[i0:i0+n] that are neither a tap (0 <= k < volume) nor the sentinel: the
     # vector blocks select taps by equality, so such an offset would silently drop a gradient.
-    bad = 0
-    for i in range(i0, i0 + n):
-        k = np.int64(k1[i])
-        bad += (k < 0 or k >= volume) and k != sentinel
-    return bad
+    # Unsigned indices (no negative-index wraparound check) let LLVM vectorise the loop.
+    good = 0
+    ks = k1[i0:i0 + n]
+    for i in range(U(n)):
+        k = ks[i]
+        good += (k >= 0) & (k < volume) | (k == sentinel)
+    return n - good
 
 
 @njit(inline="always")
@@ -381,8 +383,14 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
         """
 
         @kernel
-        def backward(lo, hi, g, off, gx, th, tw, geo, divisor, sentinel, zero, bad):
-            """Gradients of planes ``[lo, hi)``; invalid max offsets are counted in ``bad[p]``."""
+        def backward(lo, hi, g, off, gx, th, tw, geo, divisor, sentinel, zero, bad, check):
+            """Gradients of planes ``[lo, hi)``; invalid max offsets are counted in ``bad[p]``.
+
+            The vector blocks pick taps by equality, so an offset outside the window only
+            drops its gradient there; ``check`` scans every offset first to report it (the
+            caller passes False for offsets forward sealed). Border windows check theirs
+            whatever ``check`` says: they compute positions from them.
+            """
             P, H, W = gx.shape
             OH, OW = g.shape[1], g.shape[2]
             DH, oha, ohb, owa, owb, tile = geo[0], geo[1], geo[2], geo[3], geo[4], geo[6]
@@ -392,10 +400,10 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
             if OP == AVG and ohb > oha and owb > owa:
                 dv = divisor[oha, owa]                      # the same for every interior window
             narrow = block_width(g1, NARROW)
+            if OP == MAX and check:                         # one scan over the chunk's offsets
+                bad[lo] = _count_invalid(k1, lo * OH * OW, (hi - lo) * OH * OW, KH * KW, sentinel)
             for p in range(lo, hi):
                 plane = gx[p]
-                if OP == MAX:
-                    bad[p] = _count_invalid(k1, p * OH * OW, OH * OW, KH * KW, sentinel)
                 if tile:
                     for oh in range(OH):
                         if OW >= narrow:
@@ -512,7 +520,7 @@ def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
     return out, off
 
 
-def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, parallel: bool):
+def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, parallel: bool, sealed: bool = False):
     """``(gx, bad)``: the gradient and the number of invalid offsets met (0 unless ``off`` was altered)."""
     s = _setup(plan)
     if s is None:
@@ -521,8 +529,9 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, parallel: bool):
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
     bad = np.zeros(pin[0], dtype=np.int64)
     kernels["max_backward"](pin[0], _nchunks(pin[0], parallel), grad.reshape(pout), off.reshape(pout),
-                            gx.reshape(pin), th, tw, geo, _unit(grad.dtype), plan.sentinel, _zero(grad.dtype), bad)
-    return gx, int(bad.sum())
+                            gx.reshape(pin), th, tw, geo, _unit(grad.dtype), plan.sentinel, _zero(grad.dtype), bad,
+                            not sealed)
+    return gx, int(np.count_nonzero(bad))
 
 
 def avg_forward(x: np.ndarray, plan: Plan, parallel: bool):
@@ -543,7 +552,7 @@ def avg_backward(grad: np.ndarray, plan: Plan, parallel: bool):
     kernels, (th, tw, geo), (pin, pout) = s
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
     kernels["avg_backward"](pin[0], _nchunks(pin[0], parallel), grad.reshape(pout), _NO_OFFSETS, gx.reshape(pin),
-                            th, tw, geo, _divisor(plan, grad.dtype), 0, _zero(grad.dtype), _NO_COUNT)
+                            th, tw, geo, _divisor(plan, grad.dtype), 0, _zero(grad.dtype), _NO_COUNT, False)
     return gx
 
 

@@ -107,7 +107,7 @@ def _make_driver(body, tag: str):
     proto = _driver_template(tag)
     scope = dict(proto.__globals__, _body=body)
     fn = pytypes.FunctionType(proto.__code__, scope, proto.__name__, None, proto.__closure__)
-    fn.__qualname__ = proto.__qualname__
+    fn.__qualname__ = f"{proto.__qualname__}_{body.py_func.__qualname__.rsplit('.', 1)[-1]}"
     return _jit(fn, parallel=True)
 
 
@@ -115,9 +115,14 @@ class Kernel:
     """A serial Numba kernel ``body(lo, hi, *args)`` over work items, and its parallel driver."""
 
     def __init__(self, fn: Callable):
-        self.body = _jit(fn)
         cells = tuple(c.cell_contents for c in (fn.__closure__ or ()))
         self.tag = f"{fn.__module__}.{fn.__qualname__}{cells!r}"
+        # One name per variant: Numba names machine code after the qualname and a per-process
+        # counter, so two variants of one closure (max and average, say) compiled in different
+        # processes could get the same symbol, and a driver that links one would run the other
+        # once both are loaded from the disk cache.
+        fn.__qualname__ += "".join(f"_{c}" for c in cells)
+        self.body = _jit(fn)
         self._driver = None
         self.__doc__ = fn.__doc__
 

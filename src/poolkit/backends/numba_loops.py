@@ -52,9 +52,20 @@ def max_forward(x: np.ndarray, plan: Plan):
     return out, off
 
 
-def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a``, or a read-only view of it: kernels that only read an array take it read-only, so
+    that forward's sealed offsets and offsets from elsewhere share one compiled signature."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, sealed: bool = False) -> np.ndarray:
     nt = _threads_for(plan.in_size)
-    fast = _fast.max_backward(grad, off, plan, nt > 1)
+    off = _read_only(off)
+    fast = _fast.max_backward(grad, off, plan, nt > 1, sealed)
     if fast is not None:
         gx, bad = fast
     else:

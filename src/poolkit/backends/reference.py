@@ -49,7 +49,12 @@ def _padded_count(plan: Plan, o) -> int:
             n *= int(a.hi[oi])
             continue
         kernel, _, pad_before, pad_after = a.window
-        n *= sum(1 for j in range(kernel) if -pad_before <= int(a.start[oi]) + j * a.step < a.size + pad_after)
+        # the taps j in [0, kernel) with -pad_before <= start + j*step < size + pad_after: the
+        # first and the stop of that run by ceiling division (a window may have 2**31 taps)
+        start = int(a.start[oi])
+        first = max(0, -((start + pad_before) // a.step))
+        stop = min(kernel, -((start - a.size - pad_after) // a.step))
+        n *= max(0, stop - first)
     return n
 
 
@@ -83,8 +88,8 @@ def max_forward(x: np.ndarray, plan: Plan):
     return out, off
 
 
-def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan) -> np.ndarray:
-    check_offsets(invalid_offsets(off, plan))
+def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, sealed: bool = False) -> np.ndarray:
+    check_offsets(invalid_offsets(off, plan))              # the oracle checks even sealed offsets
     gx = np.zeros(plan.in_shape, dtype=grad.dtype)
     bi, ci = np.meshgrid(np.arange(grad.shape[0]), np.arange(grad.shape[4]), indexing="ij")
     for o in _outputs(plan):

@@ -36,7 +36,9 @@ class Served:
 
     def _serve(self, op: str, args):
         try:
-            return _jit.call(getattr(numba_loops, op), args, self.wait)
+            if self.wait:                    # kernel calls compile in this thread unless told otherwise
+                return getattr(numba_loops, op)(*args)
+            return _jit.call(getattr(numba_loops, op), args, False)
         except _jit.NotCompiled:
             self.fallbacks += 1
             return getattr(img2col, op)(*args)
@@ -44,8 +46,8 @@ class Served:
     def max_forward(self, x, plan):
         return self._serve("max_forward", (x, plan))
 
-    def max_backward(self, grad, off, plan):
-        return self._serve("max_backward", (grad, off, plan))
+    def max_backward(self, grad, off, plan, sealed=False):
+        return self._serve("max_backward", (grad, off, plan, sealed))
 
     def avg_forward(self, x, plan):
         return self._serve("avg_forward", (x, plan))
