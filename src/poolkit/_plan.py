@@ -146,13 +146,19 @@ def make_plan(op: str, axes: Tuple[Axis, ...], batch: int, channels: int, nan_ig
                 nan_ignore, count_include_pad, divisor_override)
 
 
-def offsets_to_indices(off: np.ndarray, plan: Plan) -> np.ndarray:
-    """Turn window offsets into PyTorch's flat indices into each input plane (int64, -1 for none)."""
-    ad, ah, aw = plan.axes
-    kd, kh, kw = plan.taps
+def _tap_of(off: np.ndarray, plan: Plan):
+    """``(o, jd, jh, jw)``: the offsets as int64 and the tap they name along D, H and W."""
+    _, kh, kw = plan.taps
     o = off.astype(np.int64)
     jd, rem = np.divmod(o, kh * kw)
     jh, jw = np.divmod(rem, kw)
+    return o, jd, jh, jw
+
+
+def offsets_to_indices(off: np.ndarray, plan: Plan) -> np.ndarray:
+    """Turn window offsets into PyTorch's flat indices into each input plane (int64, -1 for none)."""
+    ad, ah, aw = plan.axes
+    _, jd, jh, jw = _tap_of(off, plan)
     # positions: (B, OD, OH, OW, C) via broadcasting of the per-axis starts
     pd = ad.start[None, :, None, None, None] + jd * ad.step
     ph = ah.start[None, None, :, None, None] + jh * ah.step
@@ -181,10 +187,7 @@ def invalid_offsets(off: np.ndarray, plan: Plan) -> int:
 
     Forward only ever writes such taps; anything else means the saved state was altered.
     """
-    o = off.astype(np.int64)
-    kd, kh, kw = plan.taps
-    jd, rem = np.divmod(o, kh * kw)
-    jh, jw = np.divmod(rem, kw)
+    o, jd, jh, jw = _tap_of(off, plan)
     ok = (o >= 0) & (o < plan.window_volume)
     for i, (axis, j) in enumerate(zip(plan.axes, (jd, jh, jw))):
         at: list = [None] * 5
@@ -194,8 +197,12 @@ def invalid_offsets(off: np.ndarray, plan: Plan) -> int:
 
 
 def check_offsets(bad: int) -> None:
-    """Raise when a backward pass met ``bad`` offsets that are not window taps (see :func:`invalid_offsets`)."""
+    """Raise when a backward pass met offsets that are not window taps (``bad`` > 0; see :func:`invalid_offsets`).
+
+    The message quotes no count: the kernels may meet one bad offset twice (a scan, then
+    the window that reads it).
+    """
     if bad:
-        raise ValueError(f"the saved state of max pooling holds {bad} offset(s) that are not taps of their "
-                         f"window inside the input: the layer's state or the indices were altered after "
-                         f"forward. Run forward again.")
+        raise ValueError("the saved state of max pooling holds offsets that are not taps of their window "
+                         "inside the input: the layer's state or the indices were altered after forward. "
+                         "Run forward again.")

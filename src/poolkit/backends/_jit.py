@@ -34,6 +34,7 @@ import functools
 import os
 import queue
 import threading
+import time
 import types as pytypes
 import warnings
 from typing import Callable, Dict, Optional, Tuple
@@ -183,11 +184,9 @@ class _Background:
                 self.busy = False
                 with self.lock:
                     self.pending.discard(exc.key)
-                self.queue.task_done()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until nothing is queued or compiling (True), or ``timeout`` seconds pass (False)."""
-        import time
         end = None if timeout is None else time.monotonic() + timeout
         while self.pending:
             if end is not None and time.monotonic() >= end:

@@ -6,10 +6,12 @@ below :data:`PARALLEL_MIN_ELEMENTS` run on the calling thread, larger ones on
 Numba's thread pool (see :func:`poolkit.set_num_threads`).
 
 A kernel that is not compiled yet raises :class:`._jit.NotCompiled` here; the
-backends built on this module (:mod:`.numba_backend`, :mod:`.auto`) decide
-whether to wait for it.
+backends built on this module (``"numba"`` and ``"auto"``, :mod:`.served`)
+decide whether to wait for it.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -28,8 +30,10 @@ def _threads_for(n: int) -> int:
     return _threads.current_threads() if n >= PARALLEL_MIN_ELEMENTS else 1
 
 
+@functools.lru_cache(maxsize=None)
 def _dummy(dtype) -> np.ndarray:
-    """A 1-element 5-D stand-in for arrays a kernel reads only in another mode (keeps types stable)."""
+    """A 1-element 5-D stand-in for arrays a kernel uses only in another mode (keeps types stable;
+    one per dtype, shared by every call, never written)."""
     return np.zeros((1, 1, 1, 1, 1), dtype=dtype)
 
 
