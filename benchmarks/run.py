@@ -39,6 +39,7 @@ from poolkit._benchkit.machine import (BUSY_FRACTION, CpuWatch, cpu_line, git_te
 from poolkit._benchkit.units import format_bytes, format_seconds  # noqa: E402
 
 import chapter_img2col                                                 # noqa: E402
+from ops import markdown_ops, run_ops                                  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,8 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", default=None,
                         help="also replace the block between <!-- benchmark:start --> and <!-- benchmark:end --> "
                              "in this file")
+    parser.add_argument("--no-ops", action="store_true",
+                        help="skip the Lp / fractional / min / sum rows (benchmarks/ops.py)")
     args = parser.parse_args(argv)
 
     try:
@@ -369,6 +372,8 @@ def main(argv=None) -> int:
     chapter = quick_case(CASES[0]) if args.quick else CASES[0]
     print("img2col against the chapter's img2col ...", file=sys.stderr, flush=True)
     img2col = run_img2col(chapter, rounds, seconds)
+    ops = [] if args.no_ops else [r for t in sorted(threads, reverse=True)
+                                  for r in run_ops(t, rounds, seconds, args.quick)]
     load_end = list(os.getloadavg())
     other = watch.stop()
     machine = dict(machine, threading_layer=poolkit.info()["threading_layer"])
@@ -379,9 +384,9 @@ def main(argv=None) -> int:
         "other_load": other, "busy": bool(other and other["others"] > BUSY_FRACTION),
         "command": "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) == 1 else
                                                  " " + " ".join(sys.argv[1:] if argv is None else argv)),
-        "cases": results, "img2col": img2col,
+        "cases": results, "img2col": img2col, "ops": ops,
     }
-    text = markdown(report)
+    text = markdown(report) + markdown_ops(ops)
     print(text)
     out = args.out or (os.path.join(os.path.dirname(HERE), "bench-out") if args.quick
                        else os.path.join(HERE, "results"))

@@ -102,7 +102,7 @@ ERRORS = [
     ("data-format-global", lambda: poolkit.global_avg_pool(X2, data_format="NHCW"), ValueError,
      ["data_format='NHCW'"]),
     # dtypes
-    ("dtype-bool", lambda: poolkit.max_pool2d(X2.astype(bool), 2), TypeError, ["dtype=bool"]),
+    ("dtype-bool", lambda: poolkit.avg_pool2d(X2.astype(bool), 2), TypeError, ["dtype=bool"]),
     ("dtype-complex", lambda: poolkit.max_pool2d(X2.astype(complex), 2), TypeError, ["dtype=complex128"]),
     ("dtype-object", lambda: poolkit.avg_pool2d(X2.astype(object), 2), TypeError, ["dtype=object"]),
     ("dtype-str", lambda: poolkit.max_pool1d(np.full((1, 1, 4), "a"), 2), TypeError, ["dtype=<U1"]),

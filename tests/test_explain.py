@@ -130,9 +130,10 @@ def test_ceil_mode_hand_worked(capsys):
 
 def test_dilation_hand_worked(capsys):
     x = " ; ".join(" ".join(str(5 * r + c + 1) for c in range(5)) for r in range(5))
-    code, out, _ = run_cli(capsys, "--input", x, "--dilation", "2", "--stride", "1", "--format", "json")
+    code, out, _ = run_cli(capsys, "--input", x, "--dilation", "2", "--stride", "1", "--mode", "max",
+                           "--format", "json")
     assert code == 0
-    r = json.loads(out)                      # dilation alone switches to max only: one object
+    r = json.loads(out)
     assert r["mode"] == "max" and r["dilation"] == [2, 2]
     assert r["window_rows"][0] == [0, 2]
     assert r["output"] == [[13, 14, 15], [18, 19, 20], [23, 24, 25]]
@@ -358,8 +359,15 @@ def test_no_color_env(capsys, monkeypatch):
     (["--padding", "-1"], "--padding: expected a non-negative integer"),
     (["--padding", "2"], "`padding` must be at most half of `kernel_size`"),
     (["--kernel", "5"], "the window (5) is longer than the padded input (4)"),
-    (["--dilation", "2", "--mode", "avg"], "--dilation: average pooling has no dilation"),
-    (["--mode", "median"], "--mode: expected max, avg (or mean) or both, but got 'median'"),
+    (["--mode", "median"], "--mode: expected max, avg (or mean), min, sum, lp or both, but got 'median'"),
+    (["--mode", "lp", "--norm-type", "0"], "--norm-type: expected a number p > 0 or inf, but got '0'"),
+    (["--mode", "lp", "--norm-type", "-2"], "--norm-type: expected a number p > 0 or inf, but got '-2'"),
+    (["--mode", "lp", "--norm-type", "two"], "--norm-type: expected a number p > 0 or inf, but got 'two'"),
+    (["--mode", "lp", "--norm-type", "nan"], "--norm-type: expected a number p > 0 or inf, but got 'nan'"),
+    (["--mode", "lp", "--norm-type=-inf"], "--norm-type: expected a number p > 0 or inf, but got '-inf'"),
+    (["--mode", "max", "--norm-type", "3"], "--norm-type: only Lp pooling has a norm type, but got --mode max; "
+                                            "use --mode lp"),
+    (["--norm-type", "3"], "--norm-type: only Lp pooling has a norm type, but got --mode both"),
 ])
 def test_usage_errors(capsys, argv, needle):
     code, out, err = run_cli(capsys, *argv)
@@ -404,6 +412,284 @@ def test_parse_matrix_forms():
 
 
 # --------------------------------------------------------------------------- #
+# min, sum and Lp pooling: hand-worked values, a slow NumPy oracle, PyTorch
+# --------------------------------------------------------------------------- #
+def test_new_modes_hand_worked_on_the_chapters_grid(capsys):
+    (mn,) = run_json(capsys, "--mode", "min", "--input", CHAPTER, "--grad", "1 2; 3 4")
+    assert mn["output"] == [[1, 1], [1, 0]]
+    # Window (0,1) holds 2 1 / 1 5: the first 1 in scan order, x[0,3], wins the tie.
+    assert mn["argmin"] == [[[0, 0], [0, 3]], [[2, 1], [2, 3]]]
+    assert mn["indices"] == [[0, 3], [9, 11]]
+    assert mn["grad_input"] == [[1, 0, 0, 2], [0, 0, 0, 0], [0, 3, 0, 4], [0, 0, 0, 0]]
+    (sm,) = run_json(capsys, "--mode", "sum", "--input", CHAPTER, "--grad", "1 2; 3 4")
+    assert sm["output"] == [[10, 9], [7, 7]]
+    assert sm["grad_input"] == [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+    (lp,) = run_json(capsys, "--mode", "lp", "--input", CHAPTER, "--grad", "1 2; 3 4")
+    assert lp["norm_type"] == 2 and lp["divisor"] == [[4, 4], [4, 4]]
+    np.testing.assert_allclose(lp["output"], np.sqrt([[1 + 9 + 16 + 4, 4 + 1 + 1 + 25], [9 + 1 + 1 + 4, 1 + 4 + 0 + 16]]),
+                               rtol=1e-15)
+    # p = 2: each tap gets δ·x/y; the window 1 3 / 4 2 has y = sqrt(30).
+    np.testing.assert_allclose(lp["grad_input"][0][:2], [1 / np.sqrt(30), 3 / np.sqrt(30)], rtol=1e-15)
+    (l1,) = run_json(capsys, "--mode", "lp", "--norm-type", "1", "--input", CHAPTER)
+    assert l1["output"] == sm["output"] and l1["grad_input"] == sm["grad_input"]   # L1 of >= 0 is the sum
+
+
+def test_new_modes_hand_worked_with_padding(capsys):
+    argv = ["--input", GRID3, "--padding", "1", "--grad", "1 2; 3 4"]
+    (mn,) = run_json(capsys, *argv, "--mode", "min")
+    assert mn["output"] == [[1, 2], [4, 5]]                  # padding never wins: it acts as +inf
+    assert mn["grad_input"] == [[1, 2, 0], [3, 4, 0], [0, 0, 0]]
+    (sm,) = run_json(capsys, *argv, "--mode", "sum")
+    assert sm["output"] == [[1, 5], [11, 28]]                # padding adds 0
+    assert sm["grad_input"] == [[1, 2, 2], [3, 4, 4], [3, 4, 4]]
+    (lp,) = run_json(capsys, *argv, "--mode", "lp", "--norm-type", "2")
+    np.testing.assert_allclose(lp["output"], np.sqrt([[1, 4 + 9], [16 + 49, 25 + 36 + 64 + 81]]), rtol=1e-15)
+    assert lp["divisor"] == [[4, 4], [4, 4]]                 # the padding is inside the padded extent
+
+
+def test_lp_ceil_mode_scales_by_k_over_n(capsys):
+    # 3x3 input, 2x2 windows, stride 2, ceil_mode: the last windows run past the input (no padding),
+    # so they hold 2, 2 and 1 of their 4 taps. PyTorch: (avg_pool(x**p) * 4)**(1/p), avg dividing by 2, 2, 1.
+    (lp,) = run_json(capsys, "--input", GRID3, "--mode", "lp", "--norm-type", "1", "--ceil-mode")
+    assert lp["divisor"] == [[4, 2], [2, 1]]
+    assert lp["output"] == [[12, 9 * 4 / 2], [15 * 4 / 2, 9 * 4 / 1]]
+    assert lp["grad_input"] == [[1, 1, 4], [1, 1, 4], [6, 6, 16]]        # δ·K/n to every tap
+
+
+def test_min_ties_nan_and_lp_edge_cases(capsys):
+    (r,) = run_json(capsys, "--mode", "min", "--input", "1 1; 0 0")
+    assert r["indices"] == [[2]]                             # ties: the first minimum in scan order
+    (r,) = run_json(capsys, "--mode", "min", "--input", "nan 1; nan 0")
+    assert r["output"] == [[None]] and r["indices"] == [[2]]    # NaN wins: the last NaN, as in max pooling
+    # A window that sums to zero has y = 0 and a finite gradient (0), not 0/0.
+    (r,) = run_json(capsys, "--mode", "lp", "--input", "0 0 1 2; 0 0 3 4", "--grad", "5 7")
+    assert r["output"][0][0] == 0 and r["grad_input"][0][:2] == [0, 0] and r["grad_input"][1][:2] == [0, 0]
+    (r,) = run_json(capsys, "--mode", "lp", "--norm-type", "1", "--input", "-1 1; 2 -2")
+    assert r["output"] == [[0]] and r["grad_input"] == [[0, 0], [0, 0]]     # p = 1 too, as PyTorch gives
+    # Negative values under a fractional power are NaN, as in PyTorch; p = 3 keeps their sign.
+    (r,) = run_json(capsys, "--mode", "lp", "--norm-type", "2.5", "--input", "-1 2; 3 4")
+    assert r["output"] == [[None]]
+    (r,) = run_json(capsys, "--mode", "lp", "--norm-type", "3", "--input", "-2 1; 1 1")
+    assert r["output"] == [[None]]                           # the sum -8 + 3 < 0: its cube root is NaN
+    (r,) = run_json(capsys, "--mode", "lp", "--norm-type", "3", "--input", "-1 2; 0 0")
+    assert r["output"][0][0] == pytest.approx(7 ** (1 / 3), rel=1e-15)
+
+
+def test_lp_inf_is_max_pooling_of_abs(capsys):
+    (lp,) = run_json(capsys, "--mode", "lp", "--norm-type", "inf", "--stride", "1")
+    (mx,) = run_json(capsys, "--mode", "max", "--stride", "1")
+    assert lp["norm_type"] == "inf"
+    for key in ("output", "indices", "argmax", "grad_input"):     # x >= 0: max pooling itself
+        assert lp[key] == mx[key], key
+    # The L-infinity norm: the largest |x| wins, and its gradient takes the sign of x there.
+    (lp,) = run_json(capsys, "--mode", "lp", "--norm-type", "inf", "--input", "1 -5; 2 3", "--grad", "2")
+    assert lp["output"] == [[5]] and lp["argmax"] == [[[0, 1]]]
+    assert lp["grad_input"] == [[0, -2], [0, 0]]
+    code, out, _ = run_cli(capsys, "--mode", "lp", "--norm-type", "inf", "--input", "1 -5; 2 3", "--grad", "2")
+    assert "max(|x|) = max(|1|, |-5|, |2|, |3|) = 5" in out and "δ[0,0] = 2 → -2 to x[0,1] (largest |x|: -5)" in out
+
+
+def test_python_api_norm_type(capsys):
+    assert ex.explain_pooling(CHAPTER, mode="lp", norm_type=3) == \
+        run_json(capsys, "--input", CHAPTER, "--mode", "lp", "--norm-type", "3")
+    assert ex.explain_pooling(mode="lp", norm_type=float("inf"))[0]["norm_type"] == "inf"
+    assert ex.explain_pooling(mode="lp") == ex.explain_pooling(mode="lp", norm_type="2")
+    for bad in (0, -1, -0.5, "x", "", float("nan"), float("-inf"), True, [2]):
+        with pytest.raises(ex.ExplainError, match=r"^norm_type: expected a number p > 0 or inf, but got "):
+            ex.explain_pooling(mode="lp", norm_type=bad)
+    with pytest.raises(ex.ExplainError, match=r"^norm_type: only Lp pooling has a norm type, but got "
+                                              r"mode='sum'; use mode='lp'\.$"):
+        ex.explain_pooling(mode="sum", norm_type=2)
+
+
+def _pair2(v):
+    return tuple(v) if isinstance(v, tuple) else (v, v)
+
+
+def _oracle(x, mode, kernel, stride, padding, dilation, ceil, p=2.0, grad=None, backward=True):
+    """min / sum / Lp pooling of one plane from the definitions, window by window (slow, in float64).
+
+    Returns (y, flat indices (min) or None, grad_input).  Windows are laid out from
+    the formula (tap a of window i at i*S - P + a*D), not from explain's own lists.
+    Lp's gradient is central differences of sum(grad * y) (so pick smooth inputs).
+    """
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair2, (kernel, stride, padding, dilation))
+    H, W = x.shape
+    oh, ow = poolkit.output_shape(x.shape, kernel, stride, padding, dilation, ceil)
+    g = np.arange(1, oh * ow + 1, dtype=float).reshape(oh, ow) if grad is None else grad
+    y = np.zeros((oh, ow))
+    idx = np.full((oh, ow), -1)
+    gi = np.zeros_like(x)
+    for i in range(oh):
+        for j in range(ow):
+            taps = [(i * sh - ph + a * dh, j * sw - pw + b * dw) for a in range(kh) for b in range(kw)]
+            inside = [(r, c) for r, c in taps if 0 <= r < H and 0 <= c < W]
+            vals = np.array([x[r, c] for r, c in inside])
+            if mode == "min":
+                nans = np.flatnonzero(np.isnan(vals))
+                k = nans[-1] if nans.size else int(np.argmin(vals))      # argmin: the first minimum
+                y[i, j] = vals[k]
+                idx[i, j] = inside[k][0] * W + inside[k][1]
+                gi[inside[k]] += g[i, j]
+            elif mode == "sum":
+                y[i, j] = np.sum(vals)
+                for t in inside:
+                    gi[t] += g[i, j]
+            else:
+                n = sum(-ph <= r < H + ph and -pw <= c < W + pw for r, c in taps)   # avg's padded count
+                with np.errstate(invalid="ignore"):
+                    y[i, j] = np.power(np.sum(np.power(vals, p)) * len(taps) / n, 1 / p)
+    if mode == "lp" and backward:
+        h = 1e-6
+        for t in np.ndindex(x.shape):
+            e = np.zeros_like(x)
+            e[t] = h
+            f = [np.sum(g * _oracle(v, mode, kernel, stride, padding, dilation, ceil, p, backward=False)[0])
+                 for v in (x + e, x - e)]
+            gi[t] = (f[0] - f[1]) / (2 * h)
+    return y, (idx if mode == "min" else None), gi
+
+
+NEW_CONFIGS = [
+    dict(shape=(4, 4), kernel=2, stride=2, padding=0, dilation=1, ceil=False),
+    dict(shape=(5, 6), kernel=2, stride=2, padding=1, dilation=1, ceil=False),
+    dict(shape=(5, 5), kernel=3, stride=2, padding=1, dilation=1, ceil=True),
+    dict(shape=(7, 7), kernel=3, stride=3, padding=0, dilation=1, ceil=True),
+    dict(shape=(6, 7), kernel=2, stride=1, padding=1, dilation=2, ceil=False),
+    dict(shape=(7, 6), kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(2, 1), ceil=True),
+]
+
+
+def _argv(cfg, x):
+    text = "; ".join(" ".join(repr(float(v)) for v in row) for row in x)
+    argv = ["--input", text, "--kernel", _arg(cfg["kernel"]), "--stride", _arg(cfg["stride"]),
+            "--padding", _arg(cfg["padding"]), "--dilation", _arg(cfg["dilation"])]
+    return argv + (["--ceil-mode"] if cfg["ceil"] else [])
+
+
+def _geometry(cfg):
+    return cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"], cfg["ceil"]
+
+
+def _cfg_id(c):
+    return "-".join(f"{k}{_arg(v)}" for k, v in c.items())
+
+
+@pytest.mark.parametrize("cfg", NEW_CONFIGS, ids=_cfg_id)
+def test_min_and_sum_json_match_numpy(capsys, cfg):
+    rng = np.random.default_rng(11)
+    x = rng.permutation(int(np.prod(cfg["shape"]))).reshape(cfg["shape"]) - 12.0    # no ties, signed
+    x[0, 1] = x[0, 2] = -40.0                  # one tie, for the first-minimum rule
+    for mode in ("min", "sum"):
+        (r,) = run_json(capsys, *_argv(cfg, x), "--mode", mode)
+        y, idx, gi = _oracle(x, mode, *_geometry(cfg))
+        assert r["output"] == y.tolist() and r["grad_input"] == gi.tolist(), mode
+        if mode == "min":
+            assert r["indices"] == idx.tolist()
+            assert r["argmin"] == [[list(divmod(int(v), x.shape[1])) for v in row] for row in idx]
+
+
+@pytest.mark.parametrize("cfg", NEW_CONFIGS, ids=_cfg_id)
+@pytest.mark.parametrize("p", [1.0, 2.0, 2.5, 3.0])
+def test_lp_json_matches_numpy(capsys, cfg, p):
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.5, 2.0, cfg["shape"])                  # smooth: no zero windows, no negative powers
+    (r,) = run_json(capsys, *_argv(cfg, x), "--mode", "lp", "--norm-type", repr(p))
+    y, _, gi = _oracle(x, "lp", *_geometry(cfg), p=p)
+    np.testing.assert_allclose(r["output"], y, rtol=1e-13)
+    np.testing.assert_allclose(r["grad_input"], gi, rtol=1e-6, atol=1e-8)
+    # Signed input: negative powers and sums give NaN exactly where the oracle's do.
+    xs = x * np.where(rng.random(cfg["shape"]) < 0.3, -1, 1)
+    (r,) = run_json(capsys, *_argv(cfg, xs), "--mode", "lp", "--norm-type", repr(p))
+    np.testing.assert_allclose(np.array(r["output"], dtype=float),
+                               _oracle(xs, "lp", *_geometry(cfg), p=p, backward=False)[0], rtol=1e-13)
+
+
+@pytest.mark.parametrize("cfg", [c for c in NEW_CONFIGS if c["padding"] == 0 and c["dilation"] == 1], ids=_cfg_id)
+def test_new_modes_match_torch(capsys, cfg):
+    """PyTorch as an oracle independent of poolkit: LPPool as it is, min as -max(-x), sum as avg * K."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(3)
+    x = rng.permutation(int(np.prod(cfg["shape"]))).reshape(cfg["shape"]) / 7.0 + 0.25      # no ties, > 0
+    k, s = cfg["kernel"], cfg["stride"]
+    g = None
+    for mode in ("min", "sum", "lp"):
+        extra = ["--norm-type", "3"] if mode == "lp" else []
+        (r,) = run_json(capsys, *_argv(cfg, x), "--mode", mode, *extra)
+        t = torch.tensor(x[None, None], requires_grad=True)
+        if mode == "min":
+            neg, idx = F.max_pool2d(-t, k, s, 0, 1, cfg["ceil"], return_indices=True)
+            y = -neg
+            assert r["indices"] == idx[0, 0].tolist()
+        elif mode == "sum":
+            y = F.avg_pool2d(t, k, s, 0, cfg["ceil"], divisor_override=1)
+        else:
+            y = F.lp_pool2d(t, 3.0, k, s, cfg["ceil"])
+        g = torch.arange(1, y.numel() + 1, dtype=t.dtype).reshape(y.shape)
+        y.backward(g)
+        np.testing.assert_allclose(r["output"], y.detach().numpy()[0, 0], rtol=1e-12, err_msg=mode)
+        np.testing.assert_allclose(r["grad_input"], t.grad.numpy()[0, 0], rtol=1e-10, atol=1e-12, err_msg=mode)
+
+
+@pytest.mark.parametrize("lang, needles", [
+    ("en", {"min": ["min pooling", "min(1, 3, 4, 2) = 1", "min 0", "δ[0,1] = 2 → x[0,3] (the min, 1)",
+                    "Min pooling: δ goes back to where its window's minimum was",
+                    "Overlapping windows repeat the same minima"],
+            "sum": ["sum pooling", "sum = 1 + 3 + 4 + 2 = 10", "sum 9", "δ[1,1] = 4 → 4 to each of x[2:4, 2:4]",
+                    "Sum pooling: ∂y/∂x = 1", "Σ grad x = 40   (Σ δ = 10)"],
+            "lp": ["L3 pooling", "(1^3 + 3^3 + 4^3 + 2^3)^(1/3) = 4.6416", "L3 4.6416",
+                   "δ[0,0] = 1, y = 4.6416 → 1·(x/4.6416)^2 to each of x[0:2, 0:2]",
+                   "L3 pooling: ∂y/∂x = (x/y)^2", "A window with y = 0 sends nothing back"]}),
+    ("zh", {"min": ["最小值池化", "min(1, 3, 4, 2) = 1", "最小值 0", "δ[0,1] = 2 → x[0,3]（最小值 1 所在位置）",
+                    "残差回传到当初最小值所在的位置", "同一个最小值被重复输出"],
+            "sum": ["求和池化", "和 = 1 + 3 + 4 + 2 = 10", "和 9", "δ[1,1] = 4 → x[2:4, 2:4] 的每个位置各得 4",
+                    "窗口的每个位置都得到完整的残差", "Σ x 的梯度 = 40"],
+            "lp": ["L3 池化", "(1^3 + 3^3 + 4^3 + 2^3)^(1/3) = 4.6416", "L3 4.6416",
+                   "δ[0,0] = 1，y = 4.6416 → x[0:2, 0:2] 的每个位置各得 1·(x/4.6416)^2",
+                   "值越大分得越多", "y = 0 的窗口不回传残差"]}),
+])
+def test_new_modes_text(capsys, lang, needles):
+    for mode, wanted in needles.items():
+        extra = ["--norm-type", "3"] if mode == "lp" else []
+        code, out, err = run_cli(capsys, "--mode", mode, "--lang", lang, *extra)
+        assert code == 0, err
+        _assert_fits(out)
+        flat = re.sub(r"\s+", " ", out)
+        for needle in wanted:
+            assert needle in out or needle in flat, (mode, needle)
+        other = {"en": ["最小值池化", "求和池化", "池化"], "zh": ["min pooling", "sum pooling", "Backward"]}[lang]
+        assert not any(w in out for w in other), mode
+
+
+@pytest.mark.parametrize("argv", [
+    ["--mode", "sum", "--input", GRID3, "--padding", "1", "--lang", "zh"],
+    ["--mode", "lp", "--norm-type", "2.5", "--kernel", "3", "--stride", "2", "--ceil-mode"],
+    ["--mode", "min", "--input", "1 2 3 4 5; 5 4 3 2 1; 9 9 9 9 9; 0 0 0 0 1; 1 0 0 0 0", "--dilation", "2",
+     "--stride", "1"],
+    ["--mode", "lp", "--input", "0 0 1; 0 0 2; -1 1 1", "--padding", "1", "--norm-type", "1.5"],
+])
+def test_new_modes_text_configurations(capsys, argv):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    _assert_fits(out)
+    assert "Σ" in out
+
+
+def test_new_modes_pad_note_and_scaling_text(capsys):
+    code, out, _ = run_cli(capsys, "--mode", "min", "--input", GRID3, "--padding", "1")
+    assert "(. = outside the input, as padding: it never wins a min)" in out
+    code, out, _ = run_cli(capsys, "--mode", "lp", "--input", GRID3, "--ceil-mode", "--norm-type", "1")
+    flat = re.sub(r"\s+", " ", out)
+    assert "δ[1,1] = 4, y = 36 → 4·4/1·(x/36)^0 to x[2,2]" in flat
+    assert "A window that runs past the padding also scales by K/n" in flat
+    code, out, _ = run_cli(capsys, "--mode", "lp", "--input", "0 0 1 2; 0 0 3 4")
+    assert "δ[0,0] = 1 → nowhere (y = 0: the gradient is taken as 0)" in out
+    code, out, _ = run_cli(capsys, "--mode", "lp", "--norm-type", "0.5", "--input", "-1 2; 3 4")
+    assert "δ[0,0] = 1 → nan (y is nan" in out
+
+
+# --------------------------------------------------------------------------- #
 # figures
 # --------------------------------------------------------------------------- #
 def test_png_figures(capsys, tmp_path):
@@ -427,6 +713,17 @@ def test_png_with_json_keeps_stdout_json(capsys, tmp_path, monkeypatch):
     assert code == 0
     assert json.loads(out)["mode"] == "avg"
     assert "avg-backward.png" in err and "没有找到含中文字符的字体" in err
+
+
+@pytest.mark.parametrize("mode, extra", [("min", []), ("sum", []), ("lp", ["--norm-type", "3"])])
+def test_png_figures_new_modes(capsys, tmp_path, mode, extra):
+    pytest.importorskip("matplotlib")
+    code, out, err = run_cli(capsys, "--png", str(tmp_path), "--mode", mode, *extra, "--input", GRID3, "--padding", "1")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{mode}-backward.png", f"{mode}-forward.png"]
+    for p in tmp_path.iterdir():
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
 def test_png_without_matplotlib(capsys, tmp_path, monkeypatch):
@@ -640,16 +937,9 @@ def test_parse_pair_accepts_what_the_pooling_functions_accept():
 def test_python_api_ceil_mode_and_mode_errors():
     with pytest.raises(ex.ExplainError, match=r"^ceil_mode: expected True or False, but got 1\.$"):
         ex.explain_pooling(ceil_mode=1)
-    with pytest.raises(ex.ExplainError, match=r"^mode: expected max, avg \(or mean\) or both, but got \['max'\]\.$"):
+    with pytest.raises(ex.ExplainError, match=r"^mode: expected max, avg \(or mean\), min, sum, lp or both, "
+                                              r"but got \['max'\]\.$"):
         ex.explain_pooling(mode=["max"])
-
-
-@pytest.mark.parametrize("dilation, modes", [("1", ["max", "avg"]), ("1,1", ["max", "avg"]), ("1x1", ["max", "avg"]),
-                                             ("2", ["max"]), ("2,1", ["max"])])
-def test_dilation_picks_the_default_mode(capsys, dilation, modes):
-    res = run_json(capsys, "--input", "1 2 3 4 5; 5 4 3 2 1; 9 9 9 9 9; 0 0 0 0 1; 1 0 0 0 0",
-                   "--dilation", dilation, "--stride", "1")
-    assert [r["mode"] for r in res] == modes
 
 
 def test_divisor_is_the_backends_divisor():
@@ -667,3 +957,100 @@ def test_save_figures_rejects_unknown_language(tmp_path):
     with pytest.raises(ex.ExplainError, match="lang: expected en or zh, but got 'fr'"):
         ex.save_figures(ex.explain_pooling(mode="max"), tmp_path, lang="fr")
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- #
+# explain's own numbers against the library's min / sum / Lp pooling and dilated
+# average pooling (src/poolkit/reductions.py, issue 13): the same windows, the same rules
+# --------------------------------------------------------------------------- #
+def _assert_json_close(values, expected, **tol):
+    """JSON's numbers against an array: null (JSON has no NaN or infinity) where it is not finite."""
+    got = np.array(values, dtype=float)                 # null -> nan
+    expected = np.asarray(expected, dtype=float)
+    np.testing.assert_array_equal(np.isnan(got), ~np.isfinite(expected))
+    np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(got)], **tol)
+
+
+def _library_input(cfg, mode):
+    rng = np.random.default_rng(17)
+    if mode == "lp":
+        return rng.uniform(0.5, 2.0, cfg["shape"])
+    x = rng.permutation(int(np.prod(cfg["shape"]))).reshape(cfg["shape"]) - 12.0
+    x[0, 1] = x[0, 2] = -40.0                 # a tie: both pick the first minimum
+    return x
+
+
+@pytest.mark.parametrize("cfg", NEW_CONFIGS, ids=_cfg_id)
+def test_min_and_sum_match_library(capsys, cfg):
+    k, s, p, d, ceil = _geometry(cfg)
+    k2, s2, p2, d2 = map(_pair2, (k, s, p, d))          # N-d backward: the pair says the rank
+    for mode in ("min", "sum"):
+        x = _library_input(cfg, mode)
+        (r,) = run_json(capsys, *_argv(cfg, x), "--mode", mode)
+        x4 = x[None, None]
+        g4 = np.array(r["grad_output"])[None, None]
+        if mode == "min":
+            y, idx = poolkit.min_pool2d(x4, k, s, p, d, ceil, return_indices=True)
+            assert r["indices"] == idx[0, 0].tolist()
+            gi = poolkit.min_pool_backward(g4, idx, x4.shape)
+        else:
+            y = poolkit.sum_pool2d(x4, k, s, p, d, ceil)
+            gi = poolkit.sum_pool_backward(g4, x4.shape, k2, s2, p2, d2, ceil)
+        np.testing.assert_array_equal(np.array(r["output"]), y[0, 0], err_msg=mode)
+        np.testing.assert_array_equal(np.array(r["grad_input"]), gi[0, 0], err_msg=mode)
+
+
+@pytest.mark.parametrize("cfg", NEW_CONFIGS, ids=_cfg_id)
+@pytest.mark.parametrize("p", [1.0, 2.5, 3.0, float("inf")])
+@pytest.mark.parametrize("signed", [False, True], ids=["positive", "signed"])
+def test_lp_matches_library(capsys, cfg, p, signed):
+    k, s, pad, d, ceil = _geometry(cfg)
+    x = _library_input(cfg, "lp")
+    if signed:                     # negative sums (NaN under most powers), and |x| for p = inf
+        x = x * np.where(np.random.default_rng(2).random(x.shape) < 0.3, -1, 1)
+    (r,) = run_json(capsys, *_argv(cfg, x), "--mode", "lp", "--norm-type", repr(p))
+    x4 = x[None, None]
+    g4 = np.array(r["grad_output"])[None, None]
+    y = poolkit.lp_pool2d(x4, p, k, s, ceil, padding=pad, dilation=d)
+    gi = poolkit.lp_pool_backward(g4, x4, p, _pair2(k), _pair2(s), ceil, padding=_pair2(pad), dilation=_pair2(d))
+    _assert_json_close(r["output"], y[0, 0], rtol=1e-12)
+    _assert_json_close(r["grad_input"], gi[0, 0], rtol=1e-10, atol=1e-12)
+
+
+def test_lp_zero_window_matches_library(capsys):
+    x = np.array([[0., 0, 1, 2], [0, 0, 3, 4], [-1, 1, 2, 2], [1, -1, 0, 0]])
+    for p in (1.0, 2.0, 3.0, 0.5):
+        (r,) = run_json(capsys, "--input", "; ".join(" ".join(map(str, row)) for row in x),
+                        "--mode", "lp", "--norm-type", repr(p))
+        g4 = np.array(r["grad_output"])[None, None]
+        y = poolkit.lp_pool2d(x[None, None], p, 2)
+        gi = poolkit.lp_pool_backward(g4, x[None, None], p, (2, 2))
+        _assert_json_close(r["output"], y[0, 0], rtol=1e-13, err_msg=str(p))
+        _assert_json_close(r["grad_input"], gi[0, 0], rtol=1e-12, err_msg=str(p))
+
+
+@pytest.mark.parametrize("cfg", [c for c in NEW_CONFIGS if c["dilation"] != 1], ids=_cfg_id)
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_dilated_avg_matches_numpy(capsys, cfg, include_pad):
+    """Average pooling takes dilation now; count_include_pad counts the dilated taps in the padding."""
+    x = _library_input(cfg, "avg")
+    argv = [*_argv(cfg, x), "--mode", "avg"] + ([] if include_pad else ["--exclude-pad"])
+    (r,) = run_json(capsys, *argv)
+    total, _, g_sum = _oracle(x, "sum", *_geometry(cfg))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair2, (cfg["kernel"], cfg["stride"], cfg["padding"],
+                                                          cfg["dilation"]))
+    H, W = x.shape
+    n = np.zeros_like(total)
+    for i, j in np.ndindex(n.shape):
+        taps = [(i * sh - ph + a * dh, j * sw - pw + b * dw) for a in range(kh) for b in range(kw)]
+        lo_r, hi_r, lo_c, hi_c = (-ph, H + ph, -pw, W + pw) if include_pad else (0, H, 0, W)
+        n[i, j] = sum(lo_r <= a < hi_r and lo_c <= b < hi_c for a, b in taps)
+    assert r["divisor"] == n.astype(int).tolist()
+    np.testing.assert_allclose(r["output"], total / n, rtol=1e-13)
+
+
+def test_dilation_keeps_both_default_modes(capsys):
+    res = run_json(capsys, "--input", "1 2 3 4 5; 5 4 3 2 1; 9 9 9 9 9; 0 0 0 0 1; 1 0 0 0 0",
+                   "--dilation", "2", "--stride", "1")
+    assert [r["mode"] for r in res] == ["max", "avg"]
+    assert res[1]["output"][0][0] == pytest.approx((1 + 3 + 9 + 9) / 4)

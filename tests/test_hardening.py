@@ -195,25 +195,34 @@ def test_chapter_layer_survives_pickle_and_deepcopy(kind, how):
 
 
 # --------------------------------------------------------------------------- #
-# 5. masked arrays are refused, not silently unmasked
+# 5. masked arrays: honoured where masks are, refused (not silently unmasked) elsewhere
 # --------------------------------------------------------------------------- #
 MASKED = np.ma.masked_array(np.arange(16.0).reshape(1, 1, 4, 4), mask=np.eye(4, dtype=bool)[None, None])
 
 
+@pytest.mark.parametrize("call, with_mask", [
+    (lambda x: poolkit.max_pool2d(x, 2), lambda m: poolkit.max_pool2d(MASKED.data, 2, mask=m)),
+    (lambda x: poolkit.avg_pool(x, 2, axes=(2, 3)), lambda m: poolkit.avg_pool(MASKED.data, 2, axes=(2, 3), mask=m)),
+    (lambda x: poolkit.MaxPool2d(2)(x), lambda m: poolkit.max_pool2d(MASKED.data, 2, mask=m)),
+], ids=["max_pool2d", "avg_pool", "layer"])
+def test_masked_arrays_are_honoured(call, with_mask):
+    y = call(MASKED)
+    assert isinstance(y, np.ma.MaskedArray)
+    np.testing.assert_array_equal(y.data, with_mask(~MASKED.mask))
+    assert not y.mask.any()                    # every 2x2 window keeps an unmasked element
+
+
 @pytest.mark.parametrize("call", [
-    lambda: poolkit.max_pool2d(MASKED, 2),
-    lambda: poolkit.avg_pool(MASKED, 2, axes=(2, 3)),
     lambda: poolkit.adaptive_avg_pool2d(MASKED, 1),
     lambda: poolkit.global_max_pool(MASKED),
-    lambda: poolkit.MaxPool2d(2)(MASKED),
     lambda: poolkit.PoolingLayer((1, 4, 4), (2, 2), 2).forward(MASKED),
     lambda: poolkit.avg_pool2d_backward(np.ma.masked_array(np.ones((1, 1, 2, 2))), (1, 1, 4, 4), 2),
-], ids=["max_pool2d", "avg_pool", "adaptive", "global", "layer", "chapter", "grad_output"])
+], ids=["adaptive", "global", "chapter", "grad_output"])
 def test_masked_arrays_are_refused(call):
     with pytest.raises(TypeError) as info:
         call()
     msg = str(info.value)
-    for fragment in ("masked", ".filled(", "nan_policy='ignore'", "planned"):
+    for fragment in ("masked", ".filled(", "nan_policy='ignore'", "mask="):
         assert fragment in msg, msg
 
 

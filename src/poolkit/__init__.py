@@ -25,11 +25,23 @@ from .functional import (
     max_unpool1d, max_unpool2d, max_unpool3d, max_unpool_backward,
     output_shape,
 )
+from .reductions import (
+    global_lp_pool, global_lp_pool_backward,
+    lp_pool, lp_pool1d, lp_pool2d, lp_pool3d, lp_pool_backward,
+    min_pool, min_pool1d, min_pool2d, min_pool3d, min_pool_backward,
+    sum_pool, sum_pool1d, sum_pool2d, sum_pool3d, sum_pool_backward,
+)
+from .fractional import (
+    FractionalMaxPool2d, FractionalMaxPool3d,
+    fractional_max_pool2d, fractional_max_pool2d_backward, fractional_max_pool3d, fractional_max_pool3d_backward,
+)
+from .spp import SpatialPyramidPool2d, spatial_pyramid_pool2d, spatial_pyramid_pool2d_backward
 from ._warmup import warmup
 from .layers import (
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d,
     AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d,
     AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d,
+    LPPool1d, LPPool2d, LPPool3d, MinPool1d, MinPool2d, MinPool3d, SumPool1d, SumPool2d, SumPool3d,
 )
 
 __version__ = "0.1.0"
@@ -41,6 +53,8 @@ __all__ = [
     "PoolingLayer",
     "PoolingTypes",
     "explain_pooling",
+    "pyramid",
+    "write_pyramid",
     "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
     "adaptive_avg_pool3d",
@@ -72,6 +86,15 @@ __all__ = [
     "max_unpool3d",
     "max_unpool_backward",
     "output_shape",
+    "min_pool", "min_pool1d", "min_pool2d", "min_pool3d", "min_pool_backward",
+    "sum_pool", "sum_pool1d", "sum_pool2d", "sum_pool3d", "sum_pool_backward",
+    "lp_pool", "lp_pool1d", "lp_pool2d", "lp_pool3d", "lp_pool_backward",
+    "global_lp_pool", "global_lp_pool_backward",
+    "MinPool1d", "MinPool2d", "MinPool3d", "SumPool1d", "SumPool2d", "SumPool3d",
+    "LPPool1d", "LPPool2d", "LPPool3d",
+    "fractional_max_pool2d", "fractional_max_pool3d", "fractional_max_pool2d_backward",
+    "fractional_max_pool3d_backward", "FractionalMaxPool2d", "FractionalMaxPool3d",
+    "spatial_pyramid_pool2d", "spatial_pyramid_pool2d_backward", "SpatialPyramidPool2d",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d",
@@ -93,7 +116,9 @@ __all__ = [
 _threads._from_environment()
 
 # Public names whose modules load on first access (PEP 562): `import poolkit` stays light.
-_LAZY = {"explain_pooling": ".explain"}
+_LAZY = {"explain_pooling": ".explain",
+         # Multiscale pyramids and OME-Zarr output (Dask and Zarr load only when used).
+         "pyramid": ".multiscale", "write_pyramid": ".ngff"}
 
 
 def __getattr__(name: str):

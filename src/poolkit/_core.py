@@ -15,11 +15,12 @@ import numpy as np
 
 from . import backends as _backends
 from ._geometry import Axis, as_bool, check_int64_product
-from ._layout import DtypePolicy, Layout, as_input_array, dtype_policy, resolve_axes
-from ._plan import Plan, make_plan, offsets_to_indices
+from ._layout import DtypePolicy, Layout, as_input_array, dtype_policy, is_dask_array, resolve_axes
+from ._plan import Plan, divs_dtype, make_plan, offsets_to_indices
 
 __all__ = ["Prepared", "Context", "Windows", "prepare", "run_forward", "run_backward", "check_backend",
-           "backend_module", "check_float_grad", "check_nan_policy", "check_divisor_override"]
+           "backend_module", "check_float_grad", "check_nan_policy", "check_divisor_override", "check_mask",
+           "empty_windows", "split_masked", "finish_forward"]
 
 
 class Windows(Protocol):
@@ -104,6 +105,8 @@ class Context:
 
     prepared: Prepared
     saved: Any
+    # Forward left elements out (nan_policy="ignore" or a mask): sums keep (divisors, ignored).
+    ignoring: bool = False
     # The offsets array forward made and sealed (read-only): while ``saved`` is still that
     # object, unaltered, backward may skip checking each offset against its window.
     sealed: Any = None
@@ -131,10 +134,11 @@ class Context:
         """
         p = self.prepared
         plan = p.plan
-        if p.op == "max":
+        if plan.op == "max":
             expected = [("winning-tap offsets", plan.out_shape, plan.off_dtype)]
-        elif plan.nan_ignore:
-            expected = [("divisors", plan.out_shape, p.policy.compute), ("NaN mask", plan.in_shape, np.dtype(bool))]
+        elif self.ignoring:
+            expected = [("divisors", plan.out_shape, divs_dtype(p.policy.compute)),
+                        ("mask of ignored elements", plan.in_shape, np.dtype(bool))]
         else:
             expected = []
         arrays = [] if self.saved is None else [self.saved] if isinstance(self.saved, np.ndarray) \
@@ -160,9 +164,16 @@ def _check_sizes(shape, axes, channel_axis, name="x"):
                          f"axis may be empty.")
 
 
+# The plan's reduction per op: min is max of flipped values (see _flip), a sum a mean that does not divide.
+_PLAN_OP = {"max": "max", "min": "max", "avg": "avg", "sum": "avg"}
+
+
 def prepare(op: str, x: np.ndarray, rank: int, windows: Windows, *, data_format, axes, backend,
             nan_policy="propagate", count_include_pad=True, divisor_override=None) -> Prepared:
-    """Validate one call (everything but the values in ``x``) and build its plan."""
+    """Validate one call (everything but the values in ``x``) and build its plan.
+
+    ``op``: "max", "min", "avg" or "sum".
+    """
     policy = dtype_policy(x.dtype, op)
     pooled, channel_axis = resolve_axes(x.shape, rank, data_format, axes)
     _check_sizes(x.shape, pooled, channel_axis)
@@ -173,42 +184,135 @@ def prepare(op: str, x: np.ndarray, rank: int, windows: Windows, *, data_format,
     layout = Layout.make(tuple(x.shape), pooled)
     win = windows(layout.sizes)
     # Offsets of the winning taps (and flat positions) are int64: the window and the result must fit.
-    check_int64_product([a.taps for a in win], "kernel_size", tuple(a.taps for a in win), "a window of taps")
+    taps = check_int64_product([a.taps for a in win], "kernel_size", tuple(a.taps for a in win), "a window of taps")
+    if op == "sum" and policy.compute.kind == "i" and x.dtype.itemsize <= 4 and taps <= 2**20:
+        # Sums of integers of up to 32 bits over windows of up to 2**20 taps stay below 2**53 in
+        # magnitude: float64 holds them exactly, and runs the vectorised kernels.
+        policy = DtypePolicy(np.dtype(np.float64), policy.result)
     out_shape = layout.user_shape(tuple(a.out for a in win))
     # A bare callable of sizes (tests pass PoolSpec.axes) has no sizing argument: name the input then.
     name, value = getattr(windows, "sizing_argument", ("x", f"array of shape {tuple(x.shape)}"))
     check_int64_product(out_shape + (policy.compute.itemsize,), name, value, "an output (bytes)")
-    plan = make_plan(op, tuple(win), layout.batch, layout.channels, nan_ignore and policy.compute.kind == "f",
-                     cip, override)
+    plan = make_plan(_PLAN_OP[op], tuple(win), layout.batch, layout.channels,
+                     nan_ignore and policy.compute.kind == "f", cip, override, op != "sum")
     out_layout = Layout.make(out_shape, pooled)
     return Prepared(op, plan, layout, out_layout, policy, backend_name, tuple(x.shape), out_shape)
 
 
-def run_forward(p: Prepared, x: np.ndarray, *, return_indices: bool = False, keep: bool = True):
-    """Pool ``x``. Returns ``(y, indices or None, Context or None)``."""
+def _flip(a: np.ndarray) -> np.ndarray:
+    """An order-reversing bijection of ``a``'s values, its own inverse: ``-a`` for floats (NaN stays NaN,
+    ties stay ties, -0.0 and 0.0 swap but compare equal), ``~a`` for integers (no overflow).
+
+    Min pooling is max pooling of flipped values, flipped back: same winners, same offsets,
+    bit for bit the elements of the input.
+    """
+    return np.negative(a) if a.dtype.kind == "f" else np.invert(a)
+
+
+def check_mask(mask, x_shape, name: str = "mask", lazy: bool = False) -> np.ndarray:
+    """``mask`` as a bool array broadcast to ``x_shape`` (True: the element takes part), or an error.
+
+    ``lazy``: the input is a Dask array, and the mask may be one too.
+    """
+    m = as_input_array(mask, name, lazy=lazy)
+    if m.dtype != np.bool_:
+        raise TypeError(f"`{name}` must be a bool array (True where an element takes part), "
+                        f"but got dtype={m.dtype}.")
+    try:
+        return np.broadcast_to(m, x_shape)
+    except ValueError:
+        raise ValueError(f"`{name}` must be broadcastable to the input's shape {tuple(x_shape)}, "
+                         f"but got shape {m.shape}.") from None
+
+
+def split_masked(x, mask, name: str = "x") -> Tuple[Any, Optional[np.ndarray], bool]:
+    """``(x, mask, masked_input)``: the data, the validity mask to pool with (or None), and whether
+    ``x`` was a ``np.ma.MaskedArray`` (then the result is one too).
+
+    A masked array's hidden elements are left out (``~getmaskarray(x)``), and so are the
+    False elements of ``mask`` (bool, broadcastable to ``x``; True: the element takes part).
+    """
+    masked_input = isinstance(x, np.ma.MaskedArray)
+    valid = None
+    if masked_input:
+        valid = ~np.ma.getmaskarray(x)
+        x = x.data
+    x = as_input_array(x, name, lazy=True)
+    if mask is not None:
+        m = check_mask(mask, x.shape, lazy=is_dask_array(x))
+        valid = m if valid is None else valid & m
+    return x, valid, masked_input
+
+
+def finish_forward(p: Prepared, x, mask, masked_input: bool, return_indices: bool, keep: bool):
+    """:func:`run_forward`, with the result a masked array for a masked input: masked where a window
+    has no element taking part."""
+    y, idx, ctx = run_forward(p, x, mask=mask, return_indices=return_indices, keep=keep or masked_input)
+    if masked_input:
+        y = np.ma.MaskedArray(y, mask=empty_windows(ctx))
+        if not keep:
+            ctx = None
+    return y, idx, ctx
+
+
+def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None, return_indices: bool = False,
+                keep: bool = True):
+    """Pool ``x``. Returns ``(y, indices or None, Context or None)``.
+
+    ``mask`` (from :func:`check_mask`, or None): False elements are left out of their
+    windows. A Dask array is pooled lazily, chunk by chunk (:mod:`poolkit._dask`), with no context.
+    """
+    if is_dask_array(x):
+        from . import _dask
+        return _dask.run_forward(p, x, mask=mask, return_indices=return_indices, keep=keep)
+    plan = p.plan
     x5 = p.layout.to_canonical(x)
-    saved: Any                        # offsets (max), None or (divisors, NaN mask) (average)
-    if p.policy.converts:
+    saved: Any                        # offsets (max), None or (divisors, ignored) (sums)
+    if x5.dtype != p.policy.compute:            # float16/bfloat16 -> float32, bool -> uint8, integer sums -> int64
         x5 = x5.astype(p.policy.compute)
-    if x5.size == 0 or p.plan.out_shape[0] * p.plan.out_shape[4] == 0:
-        out5 = np.zeros(p.plan.out_shape, dtype=x5.dtype)
-        saved = (np.zeros(p.plan.out_shape, dtype=p.plan.off_dtype) if p.op == "max" else None)
-    elif p.op == "max":
-        out5, saved = p.backend.max_forward(x5, p.plan)
+    if p.op == "min":
+        x5 = _flip(x5)
+    skip = None
+    if mask is not None:
+        skip = np.ascontiguousarray(~p.layout.to_canonical(mask))
+    ignoring = plan.nan_ignore or skip is not None
+    if x5.size == 0 or plan.out_shape[0] * plan.out_shape[4] == 0:
+        out5 = np.zeros(plan.out_shape, dtype=x5.dtype)
+        saved = (np.zeros(plan.out_shape, dtype=plan.off_dtype) if plan.op == "max"
+                 else (np.zeros(plan.out_shape, divs_dtype(x5.dtype)), np.zeros(plan.in_shape, bool)) if ignoring
+                 else None)
+    elif plan.op == "max":
+        out5, saved = p.backend.max_forward(x5, plan, skip)
     else:
-        out5, saved = p.backend.avg_forward(x5, p.plan)
+        out5, saved = p.backend.avg_forward(x5, plan, skip)
+    if p.op == "min":
+        out5 = _flip(out5)
     y = p.out_layout.from_canonical(out5, p.out_sizes)
     if p.policy.converts:
         y = y.astype(p.policy.result)
     indices = None
     if return_indices:
-        indices = p.out_layout.from_canonical(offsets_to_indices(saved, p.plan), p.out_sizes)
+        indices = p.out_layout.from_canonical(offsets_to_indices(saved, plan), p.out_sizes)
     if not keep:
         return y, indices, None
-    if p.op == "max" and saved.base is None:
+    if plan.op == "max" and saved.base is None:
         saved.setflags(write=False)            # sealed: see Context.offsets_sealed
-        return y, indices, Context(p, saved, sealed=saved)
-    return y, indices, Context(p, saved)
+        return y, indices, Context(p, saved, ignoring, sealed=saved)
+    return y, indices, Context(p, saved, ignoring)
+
+
+def empty_windows(ctx: Context) -> np.ndarray:
+    """``bool`` of the output's shape: windows with no element taking part (all masked, ignored or padding)."""
+    p, plan = ctx.prepared, ctx.prepared.plan
+    if plan.op == "max":
+        e5 = ctx.saved == plan.sentinel
+    else:
+        v = [a.valid > 0 for a in plan.axes]
+        e5 = ~(v[0][:, None, None] & v[1][None, :, None] & v[2][None, None, :])[None, ..., None]
+        if ctx.ignoring:
+            e5 = e5 | np.isnan(ctx.saved[0])
+        e5 = np.broadcast_to(e5, plan.out_shape)
+    return p.out_layout.from_canonical(np.ascontiguousarray(e5), p.out_sizes)
 
 
 def check_grad(grad_output, shape, dtype, name="grad_output") -> np.ndarray:
@@ -236,7 +340,7 @@ def run_backward(ctx: Context, grad_output, name: str = "grad_output") -> np.nda
         g5 = g5.astype(gpol.compute)
     if g5.size == 0 or p.plan.in_size == 0:
         gx5 = np.zeros(p.plan.in_shape, dtype=g5.dtype)
-    elif p.op == "max":
+    elif p.plan.op == "max":
         gx5 = p.backend.max_backward(g5, ctx.saved, p.plan, ctx.offsets_sealed)
     else:
         gx5 = p.backend.avg_backward(g5, ctx.saved, p.plan)

@@ -35,6 +35,7 @@ __all__ = [
     "normalize_ints",
     "output_size",
     "regular_axis",
+    "restrict_axis",
     "trivial_axis",
 ]
 
@@ -242,6 +243,28 @@ def adaptive_axis(size: int, out: int) -> Axis:
 def trivial_axis(size: int = 1) -> Axis:
     """A size-1 axis with one window of one tap: pads 1-D and 2-D up to 3-D."""
     return regular_axis(size, 1, 1, 1, 0, 0, False)
+
+
+def restrict_axis(axis: Axis, o1: int, o2: int, a: int, b: int) -> Axis:
+    """Windows ``o1 <= o < o2`` of ``axis`` as the windows of the input stretch ``[a, b)`` alone.
+
+    ``[a, b)`` must hold every tap of those windows that lies inside the input,
+    with ``0 <= a <= max(start[o1], 0)`` (a Dask block's view of the input,
+    :mod:`poolkit._dask`).  Positions shift by ``-a``; the tap ranges ``lo``,
+    ``hi`` and ``padded`` carry over, so divisors, ``ceil_mode`` windows and
+    padding come out as on the whole axis.  A regular axis stays regular and
+    consistent: its windows start at ``o * stride - pad_before`` with
+    ``pad_before = a - start[o1]``, and ``pad_after = size + pad_after - b``
+    leaves the padded extent's end where it was.
+    """
+    start = axis.start[o1:o2] - a
+    lo, hi, padded = axis.lo[o1:o2], axis.hi[o1:o2], axis.padded[o1:o2]
+    _freeze(start)
+    if not axis.regular:
+        return Axis(b - a, o2 - o1, axis.taps, axis.step, start, lo, hi, padded)
+    kernel, stride, _, pad_after = axis.window
+    return Axis(b - a, o2 - o1, axis.taps, axis.step, start, lo, hi, padded,
+                kernel, stride, a - int(axis.start[o1]), axis.size + pad_after - b)
 
 
 # --------------------------------------------------------------------------- #

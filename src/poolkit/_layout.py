@@ -39,11 +39,18 @@ def format_rank(data_format) -> Optional[int]:
     return None
 
 
-def as_input_array(x, name: str = "x") -> np.ndarray:
+def is_dask_array(x) -> bool:
+    """True for a ``dask.array.Array`` (checked without importing Dask)."""
+    return type(x).__module__.startswith("dask.") and hasattr(x, "__dask_graph__")
+
+
+def as_input_array(x, name: str = "x", lazy: bool = False) -> np.ndarray:
     """``np.asarray`` with a clear error for things that are not arrays of numbers.
 
     The single entry point of every array argument. Masked arrays are refused
-    (their mask would be dropped).
+    (their mask would be dropped). A Dask array comes back as it is when
+    ``lazy`` (the forward functions pool it chunk by chunk, :mod:`poolkit._dask`);
+    elsewhere it is refused rather than computed whole.
 
     Arrays in non-native byte order (e.g. ``'>f8'`` read from a file) come back
     as a native-order copy: the kernels only know native dtypes.
@@ -51,10 +58,19 @@ def as_input_array(x, name: str = "x") -> np.ndarray:
     if isinstance(x, np.ma.MaskedArray):
         # np.asarray would silently drop the mask and pool the hidden values.
         raise TypeError(
-            f"`{name}` is a masked array (np.ma.MaskedArray), whose mask poolkit cannot honour yet "
-            f"(mask support is planned). Pass {name}.filled(value) with a value that suits the "
-            f"pooling (e.g. {name}.filled(-np.inf) for max pooling), or {name}.filled(np.nan) with "
-            f"nan_policy='ignore' to leave the masked elements out of their windows.")
+            f"`{name}` is a masked array (np.ma.MaskedArray), whose mask this function cannot honour: "
+            f"masks are honoured by the strided max, min, avg, sum and Lp functions and layers (a masked "
+            f"input, or mask=). Pass {name}.filled(value) with a value that suits the pooling (e.g. "
+            f"{name}.filled(-np.inf) for max pooling), or {name}.filled(np.nan) with nan_policy='ignore' "
+            f"to leave the masked elements out of their windows.")
+    if is_dask_array(x):
+        if lazy:
+            if any(n != n for n in x.shape):                  # NaN: chunk sizes unknown
+                raise ValueError(f"`{name}` is a Dask array of unknown shape {x.shape} (chunk sizes unknown, "
+                                 f"e.g. after boolean indexing): call {name}.compute_chunk_sizes() first.")
+            return x if x.dtype.isnative else x.astype(x.dtype.newbyteorder("="))
+        raise TypeError(f"`{name}` is a Dask array, but this function works on NumPy arrays only (backward "
+                        f"passes and layers in training are not lazy): pass np.asarray({name}) to compute it.")
     if not isinstance(x, np.ndarray):
         try:
             x = np.asarray(x)
@@ -86,28 +102,36 @@ def _is_bfloat16(dt: np.dtype) -> bool:
 
 @functools.lru_cache(maxsize=64)
 def dtype_policy(dtype: np.dtype, op: str) -> DtypePolicy:
-    """Check ``dtype`` for pooling ``op`` ("max" or "avg") and pick the compute dtype.
+    """Check ``dtype`` for pooling ``op`` ("max", "min", "avg" or "sum") and pick the compute dtype.
 
     float32/float64 compute as themselves; float16 and bfloat16 compute in
-    float32 and come back in their own dtype. Integers are exact under max
-    pooling; average pooling of integers raises, as it would have to round.
+    float32 and come back in their own dtype. Integers and bool are exact under
+    max and min pooling (bool computes as uint8); sums of integers and bool run
+    and return in int64; average pooling of integers raises, as it would have to round.
     """
     dt = np.dtype(dtype)
     if dt in (np.float32, np.float64):
         return DtypePolicy(dt, dt)
     if dt == np.float16 or _is_bfloat16(dt):
         return DtypePolicy(np.dtype(np.float32), dt)
+    if dt.kind in "iub" and op == "sum":
+        return DtypePolicy(np.dtype(np.int64), np.dtype(np.int64))
+    if dt.kind == "b" and op in ("max", "min"):
+        return DtypePolicy(np.dtype(np.uint8), dt)
     if dt.kind in "iu":
-        if op == "max":
+        if op in ("max", "min"):
             return DtypePolicy(dt, dt)
         raise TypeError(
-            f"average pooling of integer input (dtype={dt}) would have to round; "
+            f"{_OP_NAMES.get(op, op)} pooling of integer input (dtype={dt}) would have to round; "
             f"cast it first, e.g. x.astype(np.float32).")
     if dt.kind == "f":
         raise TypeError(f"dtype={dt} is not supported: use float16, float32, float64 or bfloat16.")
     raise TypeError(
         f"pooling needs real numbers, but got an array of dtype={dt}; "
-        f"supported: float16, float32, float64, bfloat16 and (max pooling) integers.")
+        f"supported: float16, float32, float64, bfloat16, and integers and bool for max, min and sum pooling.")
+
+
+_OP_NAMES = {"avg": "average", "lp": "Lp"}
 
 
 # --------------------------------------------------------------------------- #

@@ -20,7 +20,7 @@ import numpy as np
 from ._geometry import Axis
 
 __all__ = ["Plan", "make_plan", "off_dtype_for", "offsets_to_indices", "sentinel_for", "lowest", "nan_value",
-           "check_offsets", "invalid_offsets"]
+           "check_offsets", "invalid_offsets", "divs_dtype", "empty_value", "ignored_mask"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +30,8 @@ class Plan:
     Attributes
     ----------
     op : {"max", "avg"}
+        "avg" also sums (``divide=False``). Min pooling runs as max pooling of flipped
+        values (:func:`poolkit._core.run_forward`), so no plan says "min".
     axes : tuple of three Axis
         Windows along D, H, W.
     in_shape, out_shape : tuple of five ints
@@ -38,6 +40,8 @@ class Plan:
         ``nan_policy="ignore"``: NaN elements are left out of their windows.
     count_include_pad : bool
     divisor_override : int or None
+    divide : bool
+        False for sum pooling: the window sums stand (the divisor is 1).
     """
 
     op: str
@@ -47,6 +51,7 @@ class Plan:
     nan_ignore: bool = False
     count_include_pad: bool = True
     divisor_override: Optional[int] = None
+    divide: bool = True
     # Per-plan values a backend derives once (kernel tables and the like), keyed by backend.
     scratch: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -108,13 +113,14 @@ class Plan:
     def base_divisor(self) -> np.ndarray:
         """Average pooling divisor per output position, ``float64 (OD, OH, OW)``, before NaN-ignore.
 
-        ``divisor_override`` if given, else the product over axes of the taps
+        1 for sums, ``divisor_override`` if given, else the product over axes of the taps
         inside the padded extent (``count_include_pad``) or inside the input.
         With ``nan_ignore`` backends take each window's NaN count off it
         (unless overridden).
         """
-        if self.divisor_override is not None:
-            return np.full(self.out_shape[1:4], float(self.divisor_override))
+        fixed = 1 if not self.divide else self.divisor_override
+        if fixed is not None:
+            return np.full(tuple(self.out_shape[1:4]), float(fixed))
         f = [(a.padded if self.count_include_pad else a.valid).astype(np.float64) for a in self.axes]
         d = f[0][:, None, None] * f[1][None, :, None] * f[2][None, None, :]   # (OD, OH, OW)
         d.setflags(write=False)
@@ -137,13 +143,13 @@ def sentinel_for(off_dtype: np.dtype) -> int:
 
 @functools.lru_cache(maxsize=512)
 def make_plan(op: str, axes: Tuple[Axis, ...], batch: int, channels: int, nan_ignore: bool = False,
-              count_include_pad: bool = True, divisor_override: Optional[int] = None) -> Plan:
+              count_include_pad: bool = True, divisor_override: Optional[int] = None, divide: bool = True) -> Plan:
     """Build (and cache) the plan for ``axes`` (1 to 3 of them, padded up to D, H, W)."""
     from ._geometry import trivial_axis
 
     d, h, w = (trivial_axis(),) * (3 - len(axes)) + tuple(axes)
     return Plan(op, (d, h, w), (batch, d.size, h.size, w.size, channels), (batch, d.out, h.out, w.out, channels),
-                nan_ignore, count_include_pad, divisor_override)
+                nan_ignore, count_include_pad, divisor_override, divide)
 
 
 def _tap_of(off: np.ndarray, plan: Plan):
@@ -180,6 +186,27 @@ def nan_value(dtype: np.dtype):
     """What a window of NaN only gives with ``nan_policy="ignore"``: NaN (integers have none: the minimum)."""
     dtype = np.dtype(dtype)
     return dtype.type(np.nan) if dtype.kind == "f" else lowest(dtype)
+
+
+def divs_dtype(dtype: np.dtype) -> np.dtype:
+    """dtype of the per-output divisors kept when elements are ignored: the data's float type, float64
+    for integer sums (a window with no element left gets a NaN divisor: no gradient)."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def empty_value(dtype: np.dtype, plan: Plan):
+    """What a window whose elements are all ignored gives: NaN (integers: the minimum) for max and
+    mean, 0 for a sum (as ``np.nansum``)."""
+    return nan_value(dtype) if plan.divide or plan.op == "max" else np.dtype(dtype).type(0)
+
+
+def ignored_mask(x: np.ndarray, plan: Plan, skip: Optional[np.ndarray]) -> np.ndarray:
+    """``bool`` of x's shape: the elements left out of their windows (NaN under ``nan_ignore``, masked)."""
+    nan = np.isnan(x) if plan.nan_ignore and x.dtype.kind == "f" else None
+    if skip is None:
+        return nan if nan is not None else np.zeros(x.shape, dtype=bool)
+    return skip if nan is None else nan | skip
 
 
 def invalid_offsets(off: np.ndarray, plan: Plan) -> int:

@@ -107,7 +107,7 @@ Command = Tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 
 
 def _commands() -> Dict[str, Command]:
-    from . import bench, explain
+    from . import _pyramid_cli, bench, explain
 
     return {
         "bench": (bench.add_arguments, bench.run, "run the chapter's performance test (17.5.6)",
@@ -115,6 +115,8 @@ def _commands() -> Dict[str, Command]:
         "explain": (explain.add_arguments, explain.run, "show what pooling does, forward and backward",
                     explain.__doc__ or ""),
         "info": (_info_arguments, _run_info, "print versions, threads and the kernel-cache status", _INFO_DOC),
+        "pyramid": (_pyramid_cli.add_arguments, _pyramid_cli.run, "pool an image into a multiscale OME-Zarr pyramid",
+                    _pyramid_cli.__doc__ or ""),
         "warmup": (_warmup_arguments, _run_warmup, "compile the kernels into the on-disk cache ahead of time",
                    _WARMUP_DOC),
     }

@@ -7,14 +7,16 @@ its arguments before any kernel runs and never writes to its input.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._core import Context, backend_module, check_float_grad, check_nan_policy, prepare, run_backward, run_forward
+from ._core import (Context, backend_module, check_float_grad, check_mask, check_nan_policy, finish_forward, prepare,
+                    run_backward, run_forward, split_masked)
 from ._geometry import PoolSpec, as_bool, check_int64_product, dim_names, normalize_ints
-from ._layout import (CHANNELS_LAST, Layout, as_input_array, dtype_policy, format_rank,
+from ._layout import (CHANNELS_LAST, Layout, as_input_array, dtype_policy, format_rank, is_dask_array,
                       merge_pooled, resolve_axes)
 from ._windows import AdaptiveWindows, StridedWindows
 
@@ -56,7 +58,7 @@ def _rank_of(x_ndim: int, kernel_size, axes, data_format=None) -> int:
 # --------------------------------------------------------------------------- #
 def _strided(op, rank, x, kernel_size, stride, padding, dilation, ceil_mode, *, data_format, axes,
              backend, pytorch_name, nan_policy="propagate", count_include_pad=True, divisor_override=None):
-    x = as_input_array(x)
+    x = as_input_array(x, lazy=True)             # a Dask array is pooled lazily (poolkit._dask)
     spec = PoolSpec.from_args(rank, kernel_size, stride, padding, dilation, ceil_mode)
     windows = StridedWindows(spec, op, pytorch_name)
     p = prepare(op, x, rank, windows, data_format=data_format, axes=axes, backend=backend,
@@ -66,7 +68,7 @@ def _strided(op, rank, x, kernel_size, stride, padding, dilation, ceil_mode, *, 
 
 
 def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
-             *, axes=None, data_format="channels_first", nan_policy="propagate", backend="auto"):
+             *, axes=None, data_format="channels_first", nan_policy="propagate", mask=None, backend="auto"):
     r"""Max pooling over 1, 2 or 3 axes of an array.
 
     Each output is the maximum of a window of ``kernel_size`` input elements,
@@ -139,18 +141,21 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     """
     rank = _rank_of(np.ndim(x), kernel_size, axes, data_format)
     return _max(rank, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=False)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=False,
+                mask=mask)
 
 
-def _max(rank, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, **kw):
+def _max(rank, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, *, op="max", mask=None,
+         **kw):
     ri = as_bool(return_indices, "return_indices")
-    p, x = _strided("max", rank, x, kernel_size, stride, padding, dilation, ceil_mode, **kw)
-    y, idx, _ = run_forward(p, x, return_indices=ri, keep=False)
+    x, mask, masked = split_masked(x, mask)
+    p, x = _strided(op, rank, x, kernel_size, stride, padding, dilation, ceil_mode, **kw)
+    y, idx, _ = finish_forward(p, x, mask, masked, ri, keep=False)
     return (y, idx) if ri else y
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
-               *, data_format="NCL", axes=None, nan_policy="propagate", backend="auto"):
+               *, data_format="NCL", axes=None, nan_policy="propagate", mask=None, backend="auto"):
     """1-D max pooling: :func:`max_pool` over the last axis of (N, C, L) or (C, L).
 
     Shape: (N, C, L) -> (N, C, L_out); ``data_format="NLC"`` for (N, L, C).
@@ -162,11 +167,12 @@ def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     array([[[5., 2.]]])
     """
     return _max(1, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True,
+                mask=mask)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
-               *, data_format="NCHW", axes=None, nan_policy="propagate", backend="auto"):
+               *, data_format="NCHW", axes=None, nan_policy="propagate", mask=None, backend="auto"):
     """2-D max pooling: :func:`max_pool` over H and W of (N, C, H, W) or (C, H, W).
 
     Shape: (N, C, H, W) -> (N, C, H_out, W_out); ``data_format="NHWC"`` for
@@ -185,11 +191,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
              [13, 15]]]])
     """
     return _max(2, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True,
+                mask=mask)
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
-               *, data_format="NCDHW", axes=None, nan_policy="propagate", backend="auto"):
+               *, data_format="NCDHW", axes=None, nan_policy="propagate", mask=None, backend="auto"):
     """3-D max pooling: :func:`max_pool` over D, H and W of (N, C, D, H, W) or (C, D, H, W).
 
     Shape: (N, C, D, H, W) -> (N, C, D_out, H_out, W_out); ``data_format="NDHWC"``
@@ -202,12 +209,13 @@ def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     array([[[[[7.]]]]])
     """
     return _max(3, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True,
+                mask=mask)
 
 
 def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-             divisor_override=None, *, axes=None, data_format="channels_first", nan_policy="propagate",
-             backend="auto"):
+             divisor_override=None, *, dilation=1, axes=None, data_format="channels_first", nan_policy="propagate",
+             mask=None, backend="auto"):
     """Average pooling over 1, 2 or 3 axes of an array.
 
     Each output is the sum of a window's elements divided by the window size.
@@ -254,17 +262,20 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     """
     rank = _rank_of(np.ndim(x), kernel_size, axes, data_format)
     return _avg(rank, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=False)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=False,
+                dilation=dilation, mask=mask)
 
 
-def _avg(rank, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, **kw):
-    p, x = _strided("avg", rank, x, kernel_size, stride, padding, 1, ceil_mode,
+def _avg(rank, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, *, dilation=1,
+         op="avg", mask=None, **kw):
+    x, mask, masked = split_masked(x, mask)
+    p, x = _strided(op, rank, x, kernel_size, stride, padding, dilation, ceil_mode,
                     count_include_pad=count_include_pad, divisor_override=divisor_override, **kw)
-    return run_forward(p, x, keep=False)[0]
+    return finish_forward(p, x, mask, masked, False, keep=False)[0]
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               *, data_format="NCL", axes=None, nan_policy="propagate", backend="auto"):
+               *, dilation=1, data_format="NCL", axes=None, nan_policy="propagate", mask=None, backend="auto"):
     """1-D average pooling: :func:`avg_pool` over the last axis of (N, C, L) or (C, L).
 
     PyTorch's ``avg_pool1d`` has no ``divisor_override``; neither does this one.
@@ -276,12 +287,13 @@ def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     array([[[3., 1.]]])
     """
     return _avg(1, x, kernel_size, stride, padding, ceil_mode, count_include_pad, None,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True,
+                dilation=dilation, mask=mask)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, *, data_format="NCHW", axes=None, nan_policy="propagate",
-               backend="auto"):
+               divisor_override=None, *, dilation=1, data_format="NCHW", axes=None, nan_policy="propagate",
+               mask=None, backend="auto"):
     """2-D average pooling: :func:`avg_pool` over H and W of (N, C, H, W) or (C, H, W).
 
     Examples
@@ -292,12 +304,13 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
              [10.5, 12.5]]]])
     """
     return _avg(2, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True,
+                dilation=dilation, mask=mask)
 
 
 def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None, *, data_format="NCDHW", axes=None, nan_policy="propagate",
-               backend="auto"):
+               divisor_override=None, *, dilation=1, data_format="NCDHW", axes=None, nan_policy="propagate",
+               mask=None, backend="auto"):
     """3-D average pooling: :func:`avg_pool` over D, H and W of (N, C, D, H, W) or (C, D, H, W).
 
     Examples
@@ -307,7 +320,8 @@ def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     array([[[[[3.5]]]]])
     """
     return _avg(3, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
-                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True)
+                data_format=data_format, axes=axes, nan_policy=nan_policy, backend=backend, pytorch_name=True,
+                dilation=dilation, mask=mask)
 
 
 # --------------------------------------------------------------------------- #
@@ -323,14 +337,16 @@ def _input_shape(input_shape) -> Tuple[int, ...]:
     return shape
 
 
-def _index_scatter(rank, values, indices, shape, *, data_format, axes, backend, accumulate, values_name):
+def _index_scatter(rank, values, indices, shape, *, data_format, axes, backend, accumulate, values_name,
+                   lazy=False):
     """Send ``values`` to flat ``indices`` of each plane of an array of ``shape``.
 
     ``shape`` is the full target shape; ``values`` and ``indices`` share a shape
-    that differs from it only along the pooled axes.
+    that differs from it only along the pooled axes. ``lazy``: either may be a
+    Dask array (max_unpool), and so is the result.
     """
-    v = as_input_array(values, values_name)
-    idx = as_input_array(indices, "indices")
+    v = as_input_array(values, values_name, lazy=lazy)
+    idx = as_input_array(indices, "indices", lazy=lazy)
     pooled, channel_axis = resolve_axes(shape, rank, data_format, axes, name="input_shape")
     if idx.dtype.kind not in "iu":
         raise TypeError(f"`indices` must be an integer array, but got dtype={idx.dtype}.")
@@ -339,6 +355,13 @@ def _index_scatter(rank, values, indices, shape, *, data_format, axes, backend, 
     if v.ndim != len(shape) or any(v.shape[a] != shape[a] for a in range(len(shape)) if a not in pooled):
         raise ValueError(f"`{values_name}` of shape {v.shape} does not match `input_shape`={shape} "
                          f"outside the pooled axes {pooled}.")
+    if is_dask_array(v) or is_dask_array(idx):
+        # An index may point anywhere in its plane: each task scatters whole planes, in memory
+        # (where the indices are checked, when the result is computed).
+        from ._dask import per_plane
+        scatter = functools.partial(_index_scatter, rank, data_format=data_format, axes=axes, backend=backend,
+                                    accumulate=accumulate, values_name=values_name)
+        return per_plane(scatter, (v, idx), pooled, [shape[a] for a in pooled], v.dtype)
     plane = int(np.prod([shape[a] for a in pooled], dtype=np.int64))
     if idx.size:
         lo, hi = int(idx.min()), int(idx.max())
@@ -434,8 +457,8 @@ def max_pool3d_backward(grad_output, indices, input_shape, *, data_format="NCDHW
 
 
 def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                      count_include_pad=True, divisor_override=None, *, axes=None,
-                      data_format="channels_first", nan_policy="propagate", x=None, backend="auto"):
+                      count_include_pad=True, divisor_override=None, *, dilation=1, axes=None,
+                      data_format="channels_first", nan_policy="propagate", x=None, mask=None, backend="auto"):
     """Gradient of average pooling with respect to its input.
 
     Each upstream value is divided by its window's divisor and added to every
@@ -452,6 +475,9 @@ def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, paddin
         elements get no gradient and shrink their windows' divisors.
     x : array_like, optional
         The forward input (only read with ``nan_policy="ignore"``).
+    mask : array_like of bool, optional
+        The forward call's mask: masked elements get no gradient and shrink their
+        windows' divisors.
 
     Returns
     -------
@@ -470,21 +496,24 @@ def avg_pool_backward(grad_output, input_shape, kernel_size, stride=None, paddin
     rank = _rank_of(len(shape), kernel_size, axes, data_format)
     return _avg_backward(rank, grad_output, shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
                          divisor_override, data_format=data_format, axes=axes, backend=backend,
-                         nan_policy=nan_policy, x=x, pytorch_name=False)
+                         nan_policy=nan_policy, x=x, pytorch_name=False, dilation=dilation, mask=mask)
 
 
 def _avg_backward(rank, grad_output, shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
                   divisor_override, *, data_format, axes, backend, pytorch_name, nan_policy="propagate",
-                  x=None):
-    spec = PoolSpec.from_args(rank, kernel_size, stride, padding, 1, ceil_mode)
-    windows = StridedWindows(spec, "avg", pytorch_name)
+                  x=None, dilation=1, mask=None, op="avg"):
+    spec = PoolSpec.from_args(rank, kernel_size, stride, padding, dilation, ceil_mode)
+    windows = StridedWindows(spec, op, pytorch_name)
     return _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, divisor_override,
-                                 data_format=data_format, axes=axes, backend=backend, nan_policy=nan_policy, x=x)
+                                 data_format=data_format, axes=axes, backend=backend, nan_policy=nan_policy, x=x,
+                                 mask=mask, op=op)
 
 
 def _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, divisor_override, *,
-                          nan_policy="propagate", x=None, **kw):
+                          nan_policy="propagate", x=None, mask=None, op="avg", **kw):
     g = check_float_grad(as_input_array(grad_output, "grad_output"))
+    # Prepare against a stand-in of the input's shape and the gradient's dtype: no data is read.
+    stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, g.dtype), shape=shape, strides=(0,) * len(shape))
     if check_nan_policy(nan_policy):
         # Which elements were NaN decides who gets a share: the forward input is needed.
         if x is None:
@@ -492,28 +521,29 @@ def _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, 
         x = as_input_array(x)
         if tuple(x.shape) != shape:
             raise ValueError(f"`x` must have shape `input_shape`={shape}, but got shape {tuple(x.shape)}.")
-        p = prepare("avg", x, rank, windows, count_include_pad=count_include_pad,
-                    divisor_override=divisor_override, nan_policy="ignore", **kw)
-        return run_backward(run_forward(p, x)[2], g)
-    # Prepare against a stand-in of the input's shape and the gradient's dtype: no data is read.
-    stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, g.dtype), shape=shape, strides=(0,) * len(shape))
-    p = prepare("avg", stand_in, rank, windows, count_include_pad=count_include_pad,
-                divisor_override=divisor_override, **kw)
-    return run_backward(Context(p, None), g)
+    if x is None or not check_nan_policy(nan_policy):
+        x = stand_in
+    p = prepare(op, x, rank, windows, count_include_pad=count_include_pad,
+                divisor_override=divisor_override, nan_policy=nan_policy, **kw)
+    if mask is None and not p.plan.nan_ignore:
+        return run_backward(Context(p, None), g)
+    # The divisors depend on which elements were left out: rerun forward (on the stand-in if only a mask).
+    m = None if mask is None else check_mask(mask, shape)
+    return run_backward(run_forward(p, x, mask=m)[2], g)
 
 
 def avg_pool1d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, *, data_format="NCL", axes=None, nan_policy="propagate", x=None,
-                        backend="auto"):
+                        count_include_pad=True, *, dilation=1, data_format="NCL", axes=None, nan_policy="propagate",
+                        x=None, mask=None, backend="auto"):
     """:func:`avg_pool_backward` for :func:`avg_pool1d`."""
     return _avg_backward(1, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
                          count_include_pad, None, data_format=data_format, axes=axes, backend=backend,
-                         nan_policy=nan_policy, x=x, pytorch_name=True)
+                         nan_policy=nan_policy, x=x, pytorch_name=True, dilation=dilation, mask=mask)
 
 
 def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, data_format="NCHW", axes=None,
-                        nan_policy="propagate", x=None, backend="auto"):
+                        count_include_pad=True, divisor_override=None, *, dilation=1, data_format="NCHW",
+                        axes=None, nan_policy="propagate", x=None, mask=None, backend="auto"):
     """:func:`avg_pool_backward` for :func:`avg_pool2d`.
 
     Examples
@@ -525,16 +555,18 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     """
     return _avg_backward(2, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override, data_format=data_format, axes=axes,
-                         backend=backend, nan_policy=nan_policy, x=x, pytorch_name=True)
+                         backend=backend, nan_policy=nan_policy, x=x, pytorch_name=True, dilation=dilation,
+                         mask=mask)
 
 
 def avg_pool3d_backward(grad_output, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None, *, data_format="NCDHW", axes=None,
-                        nan_policy="propagate", x=None, backend="auto"):
+                        count_include_pad=True, divisor_override=None, *, dilation=1, data_format="NCDHW",
+                        axes=None, nan_policy="propagate", x=None, mask=None, backend="auto"):
     """:func:`avg_pool_backward` for :func:`avg_pool3d`."""
     return _avg_backward(3, grad_output, _input_shape(input_shape), kernel_size, stride, padding, ceil_mode,
                          count_include_pad, divisor_override, data_format=data_format, axes=axes,
-                         backend=backend, pytorch_name=True, nan_policy=nan_policy, x=x)
+                         backend=backend, pytorch_name=True, nan_policy=nan_policy, x=x, dilation=dilation,
+                         mask=mask)
 
 
 # --------------------------------------------------------------------------- #
@@ -542,7 +574,7 @@ def avg_pool3d_backward(grad_output, input_shape, kernel_size, stride=None, padd
 # --------------------------------------------------------------------------- #
 def _adaptive(op, rank, x, output_size, return_indices=False, *, data_format, axes, backend,
               nan_policy="propagate") -> Any:
-    x = as_input_array(x)
+    x = as_input_array(x, lazy=True)
     ri = as_bool(return_indices, "return_indices")
     p = prepare(op, x, rank, AdaptiveWindows(output_size), data_format=data_format, axes=axes,
                 backend=backend, nan_policy=nan_policy)
@@ -687,10 +719,13 @@ def _global_axes(ndim, data_format, axes):
 
 
 def _global(op, x, data_format, axes, keepdims, return_indices, nan_policy, backend):
-    x = as_input_array(x)
+    x = as_input_array(x, lazy=True)
     keep = as_bool(keepdims, "keepdims")
     ri = as_bool(return_indices, "return_indices")
     pooled = _global_axes(x.ndim, data_format, axes)
+    if is_dask_array(x):
+        # One sum or max per plane, in the in-memory order: each plane in one chunk.
+        x = x.rechunk({a: -1 for a in pooled})
     perm, mshape, axis = merge_pooled(x.shape, pooled)
     xm = (x.transpose(perm) if perm is not None else x).reshape(mshape)     # pooled axes as one
     res = _adaptive(op, 1, xm, 1, ri, data_format="channels_first", axes=(axis,), backend=backend,
@@ -701,7 +736,7 @@ def _global(op, x, data_format, axes, keepdims, return_indices, nan_policy, back
         y = np.squeeze(y, axis=axis)          # result without the pooled axes (others in perm order)
         if perm is not None:
             others = [i for i in range(x.ndim) if i not in pooled]
-            y = y.transpose(np.argsort(np.argsort(others)))
+            y = y.transpose(tuple(np.argsort(np.argsort(others)).tolist()))      # ints: Dask takes no array
         if keep:
             y = np.expand_dims(y, tuple(sorted(pooled)))
         out.append(y)
@@ -714,7 +749,8 @@ def global_max_pool(x, *, data_format="channels_first", axes=None, keepdims=Fals
 
     Works for any number of spatial axes. ``axes`` pools any axes instead;
     ``return_indices`` gives the flat index of each maximum within its plane
-    (use it with :func:`max_pool_backward` for the gradient).
+    (use it with :func:`max_pool_backward` for the gradient). A Dask array is
+    pooled lazily with each plane rechunked to one chunk (the in-memory order).
 
     Examples
     --------
@@ -729,6 +765,9 @@ def global_max_pool(x, *, data_format="channels_first", axes=None, keepdims=Fals
 def global_avg_pool(x, *, data_format="channels_first", axes=None, keepdims=False, nan_policy="propagate",
                     backend="auto"):
     """Mean over all spatial axes: (N, C, *S) -> (N, C) (or keep them as size-1 axes).
+
+    A Dask array is pooled lazily with each plane rechunked to one chunk, so that
+    the sum runs in the in-memory order and the result is the same bit for bit.
 
     Examples
     --------
@@ -770,7 +809,7 @@ def global_avg_pool_backward(grad_output, input_shape, *, data_format="channels_
 # max-unpooling
 # --------------------------------------------------------------------------- #
 def _unpool(rank, x, indices, kernel_size, stride, padding, output_size, *, data_format, axes, backend):
-    x = as_input_array(x)
+    x = as_input_array(x, lazy=True)
     kernel = normalize_ints(kernel_size, rank, "kernel_size", 1)
     strd = kernel if stride is None else normalize_ints(stride, rank, "stride", 1)
     pad = normalize_ints(padding, rank, "padding", 0)
@@ -810,7 +849,7 @@ def _unpool(rank, x, indices, kernel_size, stride, padding, output_size, *, data
     if x.dtype.kind not in "fiu" and x.dtype.name != "bfloat16":          # bool is kind "b"
         raise TypeError(f"`x` must be a numeric array, but got dtype={x.dtype}.")
     return _index_scatter(rank, x, indices, tuple(shape), data_format=data_format, axes=axes,
-                          backend=backend, accumulate=False, values_name="x")
+                          backend=backend, accumulate=False, values_name="x", lazy=True)
 
 
 def _unpool_doc(rank: int) -> str:
@@ -822,6 +861,9 @@ def _unpool_doc(rank: int) -> str:
     ``(in - 1) * stride - 2 * padding + kernel_size`` unless ``output_size``
     (the pooled sizes, or a full shape) picks one within ``stride`` of it.
     If two values target the same position, the later one (in scan order) wins.
+    Dask arrays (``x``, ``indices`` or both) give a lazy result; each plane is
+    then one chunk (an index may point anywhere in it), and indices out of
+    range raise when it is computed.
 
     Parameters
     ----------

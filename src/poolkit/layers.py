@@ -21,13 +21,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._core import Context, Prepared, Windows, check_backend, check_divisor_override, check_nan_policy, prepare
-from ._core import run_backward, run_forward
+from ._core import finish_forward, run_backward, split_masked
 from ._geometry import PoolSpec, as_bool, dim_names, normalize_output_size
-from ._layout import CHANNELS_FIRST, as_input_array
+from ._layout import CHANNELS_FIRST
 from ._windows import AdaptiveWindows, StridedWindows
 
 __all__ = [
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "MinPool1d", "MinPool2d", "MinPool3d", "SumPool1d", "SumPool2d", "SumPool3d",
+    "LPPool1d", "LPPool2d", "LPPool3d",
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
 ]
@@ -71,7 +73,7 @@ class _PoolLayer:
             self._prepared[key] = p
         return p
 
-    def forward(self, x: ArrayLike, train: bool = True) -> Pooled:
+    def forward(self, x: ArrayLike, train: bool = True, *, mask: Optional[ArrayLike] = None) -> Pooled:
         """Pool ``x``; with ``train=True`` keep what :meth:`backward` needs.
 
         Parameters
@@ -83,6 +85,10 @@ class _PoolLayer:
             one. ``train=False`` (evaluation): keep nothing and drop the
             previous context. So :meth:`backward` always belongs to the last
             forward and never silently uses an older one.
+        mask : array_like of bool, optional
+            Broadcastable to ``x``: False elements are left out of their windows
+            (and get no gradient). An ``np.ma.MaskedArray`` ``x`` is honoured the
+            same way and gives a masked result.
 
         Returns
         -------
@@ -91,9 +97,9 @@ class _PoolLayer:
             layers built with ``return_indices=True``.
         """
         keep = as_bool(train, "train")
-        x = as_input_array(x)
-        p = self._prepare(x)
-        y, idx, ctx = run_forward(p, x, return_indices=self.return_indices, keep=keep)
+        data, valid, masked = split_masked(x, mask)
+        p = self._prepare(data)
+        y, idx, ctx = finish_forward(p, data, valid, masked, self.return_indices, keep)
         self._ctx = ctx
         self._forwarded = True
         return (y, idx) if self.return_indices else y
@@ -168,20 +174,95 @@ class _AvgPoolNd(_PoolLayer):
     _op = "avg"
 
     def __init__(self, kernel_size: Ints, stride: Optional[Ints] = None, padding: Any = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: Optional[int] = None, *,
+                 count_include_pad: bool = True, divisor_override: Optional[int] = None, *, dilation: Ints = 1,
                  data_format: Optional[str] = None, axes: Optional[Ints] = None, nan_policy: str = "propagate",
                  backend: str = "auto"):
-        spec = PoolSpec.from_args(self._rank, kernel_size, stride, padding, 1, ceil_mode)
+        spec = PoolSpec.from_args(self._rank, kernel_size, stride, padding, dilation, ceil_mode)
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
-        super().__init__(StridedWindows(spec, "avg", pytorch_name=True), data_format=data_format, axes=axes,
+        self.dilation = dilation
+        super().__init__(StridedWindows(spec, self._op, pytorch_name=True), data_format=data_format, axes=axes,
                          backend=backend, nan_policy=nan_policy, count_include_pad=count_include_pad,
                          divisor_override=divisor_override)
 
     def _repr_items(self) -> List[Tuple[str, Any]]:
         return [("kernel_size", self.kernel_size), ("stride", self.stride), ("padding", self.padding),
                 ("ceil_mode", self.ceil_mode), ("count_include_pad", self.count_include_pad),
-                ("divisor_override", self.divisor_override), ("data_format", self.data_format),
-                ("backend", self.backend)]
+                ("divisor_override", self.divisor_override), ("dilation", self.dilation),
+                ("data_format", self.data_format), ("backend", self.backend)]
+
+
+class _MinPoolNd(_MaxPoolNd):
+    _op = "min"
+
+
+class _SumPoolNd(_PoolLayer):
+    _op = "sum"
+
+    def __init__(self, kernel_size: Ints, stride: Optional[Ints] = None, padding: Any = 0, dilation: Ints = 1,
+                 ceil_mode: bool = False, *, data_format: Optional[str] = None, axes: Optional[Ints] = None,
+                 nan_policy: str = "propagate", backend: str = "auto"):
+        spec = PoolSpec.from_args(self._rank, kernel_size, stride, padding, dilation, ceil_mode)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+        super().__init__(StridedWindows(spec, "sum", pytorch_name=True), data_format=data_format, axes=axes,
+                         backend=backend, nan_policy=nan_policy)
+
+    def _repr_items(self) -> List[Tuple[str, Any]]:
+        return [("kernel_size", self.kernel_size), ("stride", self.stride), ("padding", self.padding),
+                ("dilation", self.dilation), ("ceil_mode", self.ceil_mode),
+                ("data_format", self.data_format), ("backend", self.backend)]
+
+
+class _LPPoolNd:
+    """Lp pooling layer (PyTorch's ``LPPool``): keeps what :func:`poolkit.lp_pool_backward` would recompute."""
+
+    _rank = 2
+
+    def __init__(self, norm_type: float, kernel_size: Ints, stride: Optional[Ints] = None, ceil_mode: bool = False,
+                 *, padding: Any = 0, dilation: Ints = 1, data_format: Optional[str] = None,
+                 axes: Optional[Ints] = None, backend: str = "auto"):
+        from .reductions import check_norm_type
+        check_norm_type(norm_type)
+        check_backend(backend)
+        PoolSpec.from_args(self._rank, kernel_size, stride, padding, dilation, ceil_mode)    # validate now
+        self.norm_type, self.kernel_size, self.stride, self.ceil_mode = norm_type, kernel_size, stride, ceil_mode
+        self.padding, self.dilation, self.axes, self.backend = padding, dilation, axes, backend
+        self.data_format = CHANNELS_FIRST[self._rank] if data_format is None else data_format
+        self._state: Any = None
+        self._forwarded = False
+
+    def forward(self, x: ArrayLike, train: bool = True, *, mask: Optional[ArrayLike] = None) -> np.ndarray:
+        """Pool ``x`` (see :meth:`MaxPool2d.forward` for ``train`` and ``mask``)."""
+        from .reductions import _lp_forward
+        keep = as_bool(train, "train")
+        y, self._state = _lp_forward(self._rank, x, self.norm_type, self.kernel_size, self.stride, self.ceil_mode,
+                                     self.padding, self.dilation, mask=mask, keep=keep, pytorch_name=True,
+                                     data_format=self.data_format, axes=self.axes, backend=self.backend)
+        self._forwarded = True
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: ArrayLike) -> np.ndarray:
+        """Gradient with respect to the input of the last forward, which must have had ``train=True``."""
+        from .reductions import _lp_backward
+        if self._state is None:
+            why = ("the last forward had train=False, which keeps nothing and drops the earlier context"
+                   if self._forwarded else "no forward has run yet")
+            raise RuntimeError(f"{type(self).__name__}.backward() needs the last forward to be "
+                               f"forward(x, train=True), but {why}: there is nothing to differentiate.")
+        return _lp_backward(self._state, grad_output)
+
+    @property
+    def saved_nbytes(self) -> int:
+        """Bytes kept from the last training forward: the input (as computed), the window sums and outputs."""
+        return 0 if self._state is None else self._state.nbytes
+
+    def __repr__(self) -> str:
+        items = [("norm_type", self.norm_type), ("kernel_size", self.kernel_size), ("stride", self.stride),
+                 ("ceil_mode", self.ceil_mode), ("padding", self.padding), ("dilation", self.dilation),
+                 ("data_format", self.data_format), ("backend", self.backend)]
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in items)})"
 
 
 class _AdaptiveNd(_PoolLayer):
@@ -332,4 +413,77 @@ class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
 
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     __doc__ = _adaptive_doc("avg", 3)
+    _rank = 3
+
+
+class MinPool1d(_MinPoolNd):
+    """1-D min pooling layer: :func:`poolkit.min_pool1d` with what backward needs kept (as :class:`MaxPool1d`)."""
+    _rank = 1
+
+
+class MinPool2d(_MinPoolNd):
+    """2-D min pooling layer: :func:`poolkit.min_pool2d` with what backward needs kept (as :class:`MaxPool2d`).
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit
+    >>> layer = poolkit.MinPool2d(2)
+    >>> y = layer(np.arange(16.).reshape(1, 1, 4, 4))
+    >>> layer.backward(np.ones_like(y))[0, 0, 0]
+    array([1., 0., 1., 0.])
+    """
+    _rank = 2
+
+
+class MinPool3d(_MinPoolNd):
+    """3-D min pooling layer: :func:`poolkit.min_pool3d` with what backward needs kept."""
+    _rank = 3
+
+
+class SumPool1d(_SumPoolNd):
+    """1-D sum pooling layer: :func:`poolkit.sum_pool1d`; keeps only shapes (plus a mask when elements are left out)."""
+    _rank = 1
+
+
+class SumPool2d(_SumPoolNd):
+    """2-D sum pooling layer: :func:`poolkit.sum_pool2d`.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit
+    >>> poolkit.SumPool2d(2)(np.ones((1, 1, 4, 4)))[0, 0]
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    _rank = 2
+
+
+class SumPool3d(_SumPoolNd):
+    """3-D sum pooling layer: :func:`poolkit.sum_pool3d`."""
+    _rank = 3
+
+
+class LPPool1d(_LPPoolNd):
+    """1-D Lp pooling layer: PyTorch's ``LPPool1d``, :func:`poolkit.lp_pool1d` with backward."""
+    _rank = 1
+
+
+class LPPool2d(_LPPoolNd):
+    """2-D Lp pooling layer: PyTorch's ``LPPool2d``, :func:`poolkit.lp_pool2d` with backward.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit
+    >>> layer = poolkit.LPPool2d(2, 2)
+    >>> layer(np.full((1, 1, 2, 2), 3.0))
+    array([[[[6.]]]])
+    >>> layer.backward(np.ones((1, 1, 1, 1)))
+    array([[[[0.5, 0.5],
+             [0.5, 0.5]]]])
+    """
+    _rank = 2
+
+
+class LPPool3d(_LPPoolNd):
+    """3-D Lp pooling layer: PyTorch's ``LPPool3d``, :func:`poolkit.lp_pool3d` with backward."""
     _rank = 3

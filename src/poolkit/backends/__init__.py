@@ -4,15 +4,17 @@ Every backend is a module or object with these functions, all on canonical
 ``(B, D, H, W, C)`` C-contiguous arrays in the compute dtype (see
 :class:`poolkit._plan.Plan`):
 
-``max_forward(x, plan) -> (out, off)``
+``max_forward(x, plan, skip=None) -> (out, off)``
     Max of each window and the offset of the winning tap (``plan.off_dtype``,
-    ``plan.sentinel`` when there is none).
+    ``plan.sentinel`` when there is none).  ``skip`` (bool, x's shape, or None):
+    masked elements, left out of their windows like NaN under ``nan_policy="ignore"``.
 ``max_backward(grad, off, plan, sealed=False) -> grad_input``
     Every offset is checked against its window (a ``ValueError`` when one is not
     a tap of it) unless ``sealed``: ``off`` is the read-only array forward made.
-``avg_forward(x, plan) -> (out, saved)``
-    ``saved`` is None, or with ``nan_policy="ignore"`` the pair
-    ``(divisors, nan_mask)`` that backward needs.
+``avg_forward(x, plan, skip=None) -> (out, saved)``
+    Window means, or sums when ``plan.divide`` is False.  ``saved`` is None, or
+    when elements are ignored (``nan_policy="ignore"`` or ``skip``) the pair
+    ``(divisors, ignored)`` that backward needs.
 ``avg_backward(grad, saved, plan) -> grad_input``
 ``scatter(values, idx, size, accumulate) -> out``
     ``(B, P, C)`` values sent to flat positions ``idx`` of ``(B, size, C)``, in

@@ -7,9 +7,10 @@ serves 1-D, 2-D and 3-D, strided and adaptive windows, any padding and
 dilation, channels-first (``C == 1``) and channels-last data.
 
 There is one kernel per traversal -- forward over output rows, backward over
-batch entries -- and the reduction (:data:`MAX` or :data:`AVG`) is a
-compile-time constant of each: the branch of the other reduction is never
-compiled into it.
+batch entries -- and the reduction (:data:`MAX` or :data:`AVG`, which also
+sums) is a compile-time constant of each: the branch of the other reduction is
+never compiled into it.  Min pooling is max pooling of flipped values
+(:mod:`poolkit._core`), so it needs no kernel of its own.
 
 Forward kernels take output rows ``(b, od, oh)`` as work items: every output is
 written by exactly one thread, so results do not depend on the thread count.
@@ -23,6 +24,7 @@ of bounds (the caller raises).
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from ._jit import kernel
@@ -40,15 +42,10 @@ def _output_row(r, OD, OH, tab):
 
 
 @njit(inline="always")
-def _max_tap(out, off, i, v, k, nan_ignore, sentinel):
-    # The max rule, tap by tap: the first tap inside the input wins, then a greater one or a
-    # NaN (PyTorch's rule: the last NaN wins); with nan_ignore NaN never wins.
-    first = off[i] == sentinel
-    if nan_ignore:
-        take = v == v and (first or v > out[i])
-    else:
-        take = first or v > out[i] or v != v
-    if take:
+def _max_tap(out, off, i, v, k, sentinel):
+    # The max rule, tap by tap: the first tap considered wins, then a greater one or a NaN
+    # (PyTorch's rule: the last NaN wins). Ignored elements never get here.
+    if off[i] == sentinel or v > out[i] or v != v:
         out[i] = v
         off[i] = k
 
@@ -56,21 +53,24 @@ def _max_tap(out, off, i, v, k, nan_ignore, sentinel):
 def _make_forward(OP):
     @kernel
     def forward(lo, hi, x, out, off, tab, kh, kw, nan_ignore, sentinel, lowest, nanval, divisor, subtract_nans,
-                divs):
-        """Reduce each window of output rows ``[lo, hi)``: max (value and winning tap) or mean.
+                divs, skip, has_skip, divide):
+        """Reduce each window of output rows ``[lo, hi)``: max (value and winning tap) or sum/mean.
 
-        Max: a window wholly in padding gets ``lowest`` and ``sentinel``; with
-        ``nan_ignore`` one with only NaN gets ``nanval`` and ``sentinel``.
-        Mean: the taps are summed in scan order, then divided by ``divisor[od, oh, ow]``
-        (in x's dtype). With ``nan_ignore`` NaN elements are skipped, and the divisor
-        used (less the NaN count when ``subtract_nans``, i.e. without
-        ``divisor_override``) is stored per output in ``divs``, which also counts the
-        NaN; a window of NaN only gets ``nanval`` in both. ``off`` (max) and
-        ``divs`` (mean) are unused by the other reduction.
+        *Ignored* elements are left out of their windows: NaN when ``nan_ignore``, and
+        where ``skip`` is True when ``has_skip`` (a mask; one mechanism for both).
+        Max: a window wholly in padding gets ``lowest`` and ``sentinel``; one whose
+        input elements are all ignored gets ``nanval`` and ``sentinel``.
+        Sum: the taps are added in scan order, then divided by ``divisor[od, oh, ow]``
+        when ``divide`` (a mean). When ignoring, the divisor used (less the ignored
+        count when ``subtract_nans``, i.e. without ``divisor_override``) is stored per
+        output in ``divs`` (float), which also counts the ignored elements; a window
+        whose elements are all ignored gets ``nanval`` and a NaN divisor. ``off``
+        (max) and ``divs`` (sum) are unused by the other reduction.
         """
         C = x.shape[4]
         OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
         sd, sh, sw = tab[0, 4, 0], tab[1, 4, 0], tab[2, 4, 0]
+        ignoring = nan_ignore or has_skip
         for r in range(lo, hi):
             b, od, oh, d0, dlo, dhi, h0, hlo, hhi = _output_row(r, OD, OH, tab)
             for ow in range(OW):
@@ -83,26 +83,29 @@ def _make_forward(OP):
                         k[c] = sentinel
                     else:
                         o[c] = 0
-                        if nan_ignore:
+                        if ignoring:
                             divs[b, od, oh, ow, c] = 0
                 for jd in range(dlo, dhi):
                     pd = d0 + jd * sd
                     for jh in range(hlo, hhi):
                         ph = h0 + jh * sh
                         for jw in range(wlo, whi):
-                            xs = x[b, pd, ph, w0 + jw * sw]
+                            pw = w0 + jw * sw
+                            xs = x[b, pd, ph, pw]
+                            sk = skip[b, pd, ph, pw] if has_skip else skip[0, 0, 0, 0]
                             t = (jd * kh + jh) * kw + jw
                             for c in range(C):
                                 v = xs[c]
-                                if OP == MAX:
-                                    _max_tap(o, k, c, v, t, nan_ignore, sentinel)
-                                elif nan_ignore and v != v:
-                                    divs[b, od, oh, ow, c] += 1
+                                if (nan_ignore and v != v) or (has_skip and sk[c]):
+                                    if OP != MAX:
+                                        divs[b, od, oh, ow, c] += 1
+                                elif OP == MAX:
+                                    _max_tap(o, k, c, v, t, sentinel)
                                 else:
                                     o[c] += v
                 n_in = max(dhi - dlo, 0) * max(hhi - hlo, 0) * max(whi - wlo, 0)
                 if OP == MAX:
-                    if nan_ignore and n_in > 0:
+                    if ignoring and n_in > 0:
                         for c in range(C):
                             if k[c] == sentinel:
                                 o[c] = nanval
@@ -111,17 +114,18 @@ def _make_forward(OP):
                 for c in range(C):
                     if n_in == 0:
                         # window wholly in padding: its sum, 0, stands
-                        if nan_ignore:
+                        if ignoring:
                             divs[b, od, oh, ow, c] = dv
-                    elif nan_ignore:
+                    elif ignoring:
                         nans = divs[b, od, oh, ow, c]
                         if nans == n_in:
                             o[c] = nanval
-                            divs[b, od, oh, ow, c] = nanval
+                            divs[b, od, oh, ow, c] = np.nan
                         else:
                             divs[b, od, oh, ow, c] = dv - nans if subtract_nans else dv
-                            o[c] = o[c] / divs[b, od, oh, ow, c]
-                    else:
+                            if divide:
+                                o[c] = o[c] / divs[b, od, oh, ow, c]
+                    elif divide:
                         o[c] = o[c] / dv
 
     return forward
@@ -129,14 +133,14 @@ def _make_forward(OP):
 
 def _make_backward(OP):
     @kernel
-    def backward(lo, hi, g, off, gx, tab, kh, kw, sentinel, divisor, nan_ignore, divs, nan_mask, bad):
+    def backward(lo, hi, g, off, gx, tab, kh, kw, sentinel, divisor, ignoring, divs, ignored, bad):
         """Gradients of batch entries ``[lo, hi)``, each contribution added in output order.
 
         Max: ``g`` goes to each window's winning tap (``off``); an offset that is
         neither a tap of the window nor ``sentinel`` is skipped and counted in
-        ``bad[b]``. Mean: ``g / divisor`` goes to each tap inside the input; with
-        ``nan_ignore`` the divisor is the output's ``divs`` (NaN: no gradient) and NaN
-        input elements (``nan_mask``) get nothing.
+        ``bad[b]``. Sum/mean: ``g / divisor`` goes to each tap inside the input; when
+        ``ignoring`` the divisor is the output's ``divs`` (NaN: no gradient) and
+        ignored input elements (``ignored``) get nothing.
         """
         C = gx.shape[4]
         OD, OH, OW = g.shape[1], g.shape[2], g.shape[3]
@@ -169,9 +173,9 @@ def _make_backward(OP):
                                 for jw in range(wlo, whi):
                                     pw = w0 + jw * sw
                                     for c in range(C):
-                                        if nan_ignore:
+                                        if ignoring:
                                             dv = divs[b, od, oh, ow, c]
-                                            if dv != dv or nan_mask[b, pd, ph, pw, c]:
+                                            if dv != dv or ignored[b, pd, ph, pw, c]:
                                                 continue
                                         else:
                                             dv = divisor[od, oh, ow]

@@ -21,7 +21,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .._geometry import Axis
-from .._plan import Plan, check_offsets, invalid_offsets, lowest, offsets_to_indices
+from .._plan import (Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, lowest, nan_value,
+                     offsets_to_indices)
 
 name = "img2col"
 
@@ -160,18 +161,23 @@ def _keep_where(values: np.ndarray, hit: np.ndarray, buf: np.ndarray) -> np.ndar
     return buf.view(values.dtype)
 
 
-def max_forward(x: np.ndarray, plan: Plan):
+def max_forward(x: np.ndarray, plan: Plan, skip=None):
     """Max over the img2col rows, then each window's winner by equality.
 
     ``np.maximum.reduce`` lets NaN win (``np.fmax`` skips it for ``nan_ignore``).
     Scanning the taps backwards and keeping the last one equal to the max gives
     the first maximum in scan order; a NaN window's winner is its last NaN (a
-    second pass, only when NaN occurs).
+    second pass, only when NaN occurs). Masked elements (``skip``) hold the
+    lowest value and never win.
     """
     cols, offsets, valid = _columns(x, plan, lowest(x.dtype))
     if not offsets:                                        # no window reaches the input
         return (np.full(plan.out_shape, lowest(x.dtype), dtype=x.dtype),
                 np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype))
+    if skip is not None:
+        skipped = _columns(skip, plan, True)[0]
+        np.copyto(cols, lowest(x.dtype), where=skipped)
+        valid = [~sk if ok is None else ok & ~sk for ok, sk in zip(valid, skipped)]
     out = (np.fmax if plan.nan_ignore else np.maximum).reduce(cols, axis=0)
     off = np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype)
     for k, col, ok in zip(offsets[::-1], cols[::-1], valid[::-1]):
@@ -179,18 +185,18 @@ def max_forward(x: np.ndarray, plan: Plan):
         if ok is not None:
             hit &= ok
         _set_where(off, hit, k)
+    if x.dtype.kind == "f" and not plan.nan_ignore:
+        nan_out = np.isnan(out)
+        if nan_out.any():
+            for k, col, ok in zip(offsets, cols, valid):          # forward: the last NaN wins
+                hit = np.isnan(col) & nan_out
+                if ok is not None:
+                    hit &= ok
+                _set_where(off, hit, k)
+    if plan.nan_ignore or skip is not None:
+        # windows with input elements, all of them ignored: no winner
+        out[(off == plan.sentinel) & _has_inputs(plan)] = nan_value(x.dtype)
     if x.dtype.kind == "f":
-        if plan.nan_ignore:
-            none = (off == plan.sentinel) & _has_inputs(plan)
-            out[none] = np.nan
-        else:
-            nan_out = np.isnan(out)
-            if nan_out.any():
-                for k, col, ok in zip(offsets, cols, valid):      # forward: the last NaN wins
-                    hit = np.isnan(col) & nan_out
-                    if ok is not None:
-                        hit &= ok
-                    _set_where(off, hit, k)
         # The output must be the winning element itself: np.maximum may return -0.0 for a
         # (0.0, -0.0) tie whose first maximum is 0.0, and any NaN for a NaN window. Only
         # zeros and NaN can differ in bits from the winner, so only those are re-read.
@@ -242,22 +248,28 @@ def _divisor(plan: Plan, dtype) -> np.ndarray:
     return plan.base_divisor.astype(dtype)[None, ..., None]   # (1, OD, OH, OW, 1)
 
 
-def avg_forward(x: np.ndarray, plan: Plan):
+def avg_forward(x: np.ndarray, plan: Plan, skip=None):
+    ignoring = plan.nan_ignore or skip is not None
     total = np.zeros(plan.out_shape, dtype=x.dtype)
-    nans = np.zeros(plan.out_shape if plan.nan_ignore else (1,) * 5, dtype=np.int64)   # NaN per window
+    ignored = np.zeros(plan.out_shape if ignoring else (1,) * 5, dtype=np.int64)   # per window
     for _, region, index, mask in _taps(plan):
         v = _gather(x, index)
-        if plan.nan_ignore:
-            isnan = np.isnan(v)
+        if ignoring:
+            ign = np.isnan(v) if plan.nan_ignore else np.zeros(v.shape, dtype=bool)
+            if skip is not None:
+                ign |= _gather(skip, index)
             if mask is not None:
-                isnan = isnan & mask
-            nans[region] += isnan
-            v = np.where(isnan, 0, v)
+                ign &= mask
+            ignored[region] += ign
+            v = np.where(ign, 0, v)
         if mask is not None:
             v = np.where(mask, v, 0)
         total[region] += v
-    divisors = (_divisor(plan, x.dtype) if not plan.nan_ignore
-                else _nan_ignore_divisor(plan, nans).astype(x.dtype))
+    divisors = (_divisor(plan, x.dtype) if not ignoring
+                else _ignoring_divisor(plan, ignored).astype(divs_dtype(x.dtype)))
+    saved = (divisors, ignored_mask(x, plan, skip)) if ignoring else None
+    if not plan.divide:
+        return total, saved            # a window with no element left sums to 0
     has = _has_inputs(plan)
     if has.all():
         out = total / divisors
@@ -265,16 +277,17 @@ def avg_forward(x: np.ndarray, plan: Plan):
         # windows wholly in padding keep their sum, 0 (their divisor may be 0)
         out = np.zeros_like(total)
         np.divide(total, divisors, out=out, where=has)
-    return out, ((divisors, np.isnan(x)) if plan.nan_ignore else None)
+    return out, saved
 
 
-def _nan_ignore_divisor(plan: Plan, nans: np.ndarray) -> np.ndarray:
-    """Per-output divisor with NaN elements left out; NaN where every input element is NaN."""
+def _ignoring_divisor(plan: Plan, ignored: np.ndarray) -> np.ndarray:
+    """Per-output divisor with ignored elements left out; NaN where every input element is ignored."""
     valid = [a.valid.astype(np.float64) for a in plan.axes]
     n_in = (valid[0][:, None, None] * valid[1][None, :, None] * valid[2][None, None, :])[None, ..., None]
     base = plan.base_divisor[None, ..., None]                # (1, OD, OH, OW, 1)
-    div = np.broadcast_to(base, plan.out_shape) if plan.divisor_override is not None else base - nans
-    return np.where((nans == n_in) & (n_in > 0), np.nan, div)
+    fixed = plan.divisor_override is not None or not plan.divide
+    div = np.broadcast_to(base, plan.out_shape) if fixed else base - ignored
+    return np.where((ignored == n_in) & (n_in > 0), np.nan, div)
 
 
 def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
@@ -282,7 +295,7 @@ def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
     # Windows wholly in padding reach no input (their divisor may be 0), all-NaN windows
     # (NaN divisor) pass nothing back: their share stays 0 and no division warns.
     live = _has_inputs(plan)
-    if plan.nan_ignore:
+    if saved is not None:
         divisors, nan_mask = saved
         live = live & ~np.isnan(divisors)
     else:

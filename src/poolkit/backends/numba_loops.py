@@ -16,6 +16,7 @@ import functools
 import numpy as np
 
 from .. import _threads
+from .. import _plan
 from .._plan import Plan, check_offsets, lowest, nan_value
 from . import _fast
 from . import _kernels as K
@@ -43,17 +44,24 @@ def _rows(plan: Plan) -> int:
     return B * OD * OH
 
 
-def max_forward(x: np.ndarray, plan: Plan):
+def max_forward(x: np.ndarray, plan: Plan, skip=None):
     nt = _threads_for(x.size)
-    fast = _fast.max_forward(x, plan, nt > 1)
-    if fast is not None:
-        return fast
+    if skip is None:
+        fast = _fast.max_forward(x, plan, nt > 1)
+        if fast is not None:
+            return fast
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     _, kh, kw = plan.taps
     K.max_forward(_rows(plan), nt, x, out, off, plan.table, kh, kw, plan.nan_ignore and x.dtype.kind == "f",
-                  plan.sentinel, lowest(x.dtype), nan_value(x.dtype), _UNIT3, False, _dummy(x.dtype))
+                  plan.sentinel, lowest(x.dtype), nan_value(x.dtype), _UNIT3, False,
+                  _dummy(_plan.divs_dtype(x.dtype)), *_skip_args(skip), True)
     return out, off
+
+
+def _skip_args(skip):
+    """The kernels' ``skip, has_skip`` arguments for a mask of ignored elements (or none)."""
+    return (_dummy(np.bool_), False) if skip is None else (skip, True)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -83,30 +91,33 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, sealed: bool = F
     return gx
 
 
-def avg_forward(x: np.ndarray, plan: Plan):
+def avg_forward(x: np.ndarray, plan: Plan, skip=None):
     nt = _threads_for(x.size)
-    if not plan.nan_ignore:
+    ignoring = plan.nan_ignore or skip is not None
+    # The specialised kernels divide in x's dtype: fine for floats (a sum divides by 1.0), not
+    # for integer sums past 2**53.
+    if not ignoring and x.dtype.kind == "f":
         fast = _fast.avg_forward(x, plan, nt > 1)
         if fast is not None:
             return fast, None
     out = np.empty(plan.out_shape, dtype=x.dtype)
-    divs = np.empty(plan.out_shape, dtype=x.dtype) if plan.nan_ignore else _dummy(x.dtype)
+    divs = np.empty(plan.out_shape, dtype=_plan.divs_dtype(x.dtype)) if ignoring else _dummy(_plan.divs_dtype(x.dtype))
     K.avg_forward(_rows(plan), nt, x, out, _dummy(np.uint8), plan.table, 1, 1, plan.nan_ignore, 0,
-                  lowest(x.dtype), nan_value(x.dtype), plan.base_divisor.astype(x.dtype),
-                  plan.divisor_override is None, divs)
-    return out, ((divs, np.isnan(x)) if plan.nan_ignore else None)
+                  lowest(x.dtype), _plan.empty_value(x.dtype, plan), plan.base_divisor.astype(x.dtype),
+                  plan.divisor_override is None and plan.divide, divs, *_skip_args(skip), plan.divide)
+    return out, ((divs, _plan.ignored_mask(x, plan, skip)) if ignoring else None)
 
 
 def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
     nt = _threads_for(plan.in_size)
-    if not plan.nan_ignore:
+    if saved is None:
         fast = _fast.avg_backward(grad, plan, nt > 1)
         if fast is not None:
             return fast
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
-    divs, nan_mask = saved if plan.nan_ignore else (_dummy(grad.dtype), _dummy(np.bool_))
+    divs, ignored = saved if saved is not None else (_dummy(grad.dtype), _dummy(np.bool_))
     K.avg_backward(plan.in_shape[0], nt, grad, _dummy(np.uint8), gx, plan.table, 1, 1, 0,
-                   plan.base_divisor.astype(grad.dtype), plan.nan_ignore, divs, nan_mask, _NO_COUNT)
+                   plan.base_divisor.astype(grad.dtype), saved is not None, divs, ignored, _NO_COUNT)
     return gx
 
 

@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from .._plan import Plan, check_offsets, invalid_offsets, lowest
+from .._plan import Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, lowest, nan_value
 
 name = "reference"
 
@@ -62,7 +62,7 @@ def _outputs(plan: Plan):
     return itertools.product(*(range(a.out) for a in plan.axes))
 
 
-def max_forward(x: np.ndarray, plan: Plan):
+def max_forward(x: np.ndarray, plan: Plan, skip=None):
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     B, C = x.shape[0], x.shape[4]
@@ -73,16 +73,15 @@ def max_forward(x: np.ndarray, plan: Plan):
         for k, (pd, ph, pw) in taps:
             v = x[:, pd, ph, pw, :]
             isnan = v != v
+            ignored = (isnan if plan.nan_ignore else np.zeros_like(isnan)) | (
+                False if skip is None else skip[:, pd, ph, pw, :])
             none_yet = best_k == plan.sentinel
-            if plan.nan_ignore:
-                take = ~isnan & (none_yet | (v > best))
-            else:
-                take = none_yet | (v > best) | isnan
+            take = ~ignored & (none_yet | (v > best) | isnan)
             best = np.where(take, v, best)
             best_k = np.where(take, k, best_k)
-        if plan.nan_ignore and taps:
-            # all-NaN window: NaN out, no winner
-            best = np.where(best_k == plan.sentinel, np.nan, best)
+        if (plan.nan_ignore or skip is not None) and taps:
+            # every input element of the window ignored: no winner
+            best = np.where(best_k == plan.sentinel, nan_value(x.dtype), best)
         out[(slice(None),) + o] = best
         off[(slice(None),) + o] = best_k
     return out, off
@@ -100,39 +99,45 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, sealed: bool = F
     return gx
 
 
-def avg_forward(x: np.ndarray, plan: Plan):
+def avg_forward(x: np.ndarray, plan: Plan, skip=None):
+    ignoring = plan.nan_ignore or skip is not None
     out = np.empty(plan.out_shape, dtype=x.dtype)
-    nan_mask = np.isnan(x) if plan.nan_ignore else None
-    divisors = np.empty(plan.out_shape if plan.nan_ignore else (0,), dtype=x.dtype)   # kept for backward
+    divisors = np.empty(plan.out_shape if ignoring else (0,), dtype=divs_dtype(x.dtype))   # kept for backward
     B, C = x.shape[0], x.shape[4]
     for o in _outputs(plan):
         taps = _window(plan, o)
         total = np.zeros((B, C), dtype=x.dtype)
-        nans = np.zeros((B, C), dtype=np.int64)
+        ignored = np.zeros((B, C), dtype=np.int64)
         for _, (pd, ph, pw) in taps:
             v = x[:, pd, ph, pw, :]
-            if plan.nan_ignore:
-                nans += np.isnan(v)
-                v = np.where(np.isnan(v), 0, v)
-            total = total + v
-        if plan.divisor_override is not None:
+            ign = np.zeros((B, C), dtype=bool)
+            if plan.nan_ignore and x.dtype.kind == "f":
+                ign |= np.isnan(v)
+            if skip is not None:
+                ign |= skip[:, pd, ph, pw, :]
+            ignored += ign
+            total = total + np.where(ign, 0, v)
+        if not plan.divide:
+            div = np.ones((B, C))
+        elif plan.divisor_override is not None:
             div = np.full((B, C), float(plan.divisor_override))
         else:
             n = _padded_count(plan, o) if plan.count_include_pad else len(taps)
             div = np.full((B, C), float(n))
-        if plan.nan_ignore:
-            if plan.divisor_override is None:
-                div = div - nans
-            # a window whose input elements are all NaN has no mean (and no gradient)
-            all_nan = (nans == len(taps)) & (len(taps) > 0)
-            div = np.where(all_nan, np.nan, div)
-            divisors[(slice(None),) + o] = div
+            if ignoring:
+                div = div - ignored
+        empty = (ignored == len(taps)) & (len(taps) > 0)        # every input element ignored
+        if ignoring:
+            # such a window has no mean (and no gradient)
+            divisors[(slice(None),) + o] = np.where(empty, np.nan, div)
         if not taps:
             res = np.zeros((B, C), dtype=x.dtype)          # window wholly in padding
+        elif not plan.divide:
+            res = total                                    # a sum (0 when nothing is left)
         else:
-            res = (total / div.astype(x.dtype)).astype(x.dtype)
+            res = np.where(empty, nan_value(x.dtype), total / np.where(empty, 1, div).astype(x.dtype))
         out[(slice(None),) + o] = res
-    saved = (divisors, nan_mask) if plan.nan_ignore else None
+    saved = (divisors, ignored_mask(x, plan, skip)) if ignoring else None
     return out, saved
 
 
@@ -143,10 +148,12 @@ def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
         if not taps:
             continue
         g = grad[(slice(None),) + o]
-        if plan.nan_ignore:
-            divisors, nan_mask = saved
+        if saved is not None:
+            divisors, ignored = saved
             div = divisors[(slice(None),) + o]
             share = np.where(np.isnan(div), 0, g / np.where(np.isnan(div), 1, div).astype(grad.dtype))
+        elif not plan.divide:
+            share = g
         elif plan.divisor_override is not None:
             share = g / grad.dtype.type(plan.divisor_override)
         else:
@@ -154,8 +161,8 @@ def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
             share = g / grad.dtype.type(n)
         for _, pos in taps:
             idx = (slice(None),) + pos
-            if plan.nan_ignore:
-                gx[idx] += np.where(nan_mask[idx], 0, share)
+            if saved is not None:
+                gx[idx] += np.where(ignored[idx], 0, share)
             else:
                 gx[idx] += share
     return gx

@@ -11,8 +11,8 @@ differ in what a call does when its kernel is not ready yet:
     backend meanwhile, so no call waits for a compiler
     (``POOLKIT_COMPILE=foreground`` makes it wait like ``"numba"``).
 
-Both backends give the same bits -- values, offsets and gradients, for max
-and average pooling -- so a result never depends on which one served a call
+Both backends give the same bits -- values, offsets and gradients, for max,
+min, sum and average pooling, with or without masks -- so a result never depends on which one served a call
 or on when a compile finished (the tests check this on every path).
 """
 from __future__ import annotations
@@ -43,14 +43,14 @@ class Served:
             self.fallbacks += 1
             return getattr(img2col, op)(*args)
 
-    def max_forward(self, x, plan):
-        return self._serve("max_forward", (x, plan))
+    def max_forward(self, x, plan, skip=None):
+        return self._serve("max_forward", (x, plan, skip))
 
     def max_backward(self, grad, off, plan, sealed=False):
         return self._serve("max_backward", (grad, off, plan, sealed))
 
-    def avg_forward(self, x, plan):
-        return self._serve("avg_forward", (x, plan))
+    def avg_forward(self, x, plan, skip=None):
+        return self._serve("avg_forward", (x, plan, skip))
 
     def avg_backward(self, grad, saved, plan):
         return self._serve("avg_backward", (grad, saved, plan))

@@ -6,12 +6,15 @@ formula with the numbers filled in, the same with stride 1, and backward for
 the upstream gradient [[1,2],[3,4]] -- where max pooling routes each value
 and how mean pooling shares it out. Any of --kernel, --stride, --padding,
 --dilation or --ceil-mode shows that one configuration instead of the tour.
+--mode min, sum or lp (with --norm-type P, default 2) walks through min, sum
+or Lp pooling (PyTorch's LPPool) the same way.
 
 examples:
   poolkit explain
   poolkit explain --lang zh
   poolkit explain --input "1 3 2 1; 4 2 1 5; 3 1 1 0; 1 2 2 4" --format json
   poolkit explain --stride 1 --mode max --grad "1 0 0; 0 0 0; 0 0 1"
+  poolkit explain --mode lp --norm-type 3 --padding 1
   poolkit explain --input x.npy --kernel 3 --stride 2 --padding 1 --ceil-mode
   poolkit explain --png figures/
 
@@ -22,7 +25,7 @@ a 2x2 output that is the chapter's [[1,2],[3,4]]).
 """
 # The text above is the help of ``poolkit explain`` (poolkit.cli shows this
 # docstring).  The package, one module per job:
-#   parse     reading matrices, window sizes and modes; ExplainError
+#   parse     reading matrices, window sizes, modes and the Lp norm; ExplainError
 #   axis      the numbers behind an axis's output length (output_size, regular_axis)
 #   compute   one plane pooled forward and backward: the result dicts
 #   words     every sentence, in English and Chinese

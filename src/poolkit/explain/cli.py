@@ -15,7 +15,7 @@ import sys
 from . import figures
 from .compute import explain_results
 from .jsonout import render_json
-from .parse import ExplainError, parse_pair
+from .parse import ExplainError
 from .text import render_text
 from .words import LANGS, TEXT, words_for
 
@@ -24,7 +24,7 @@ __all__ = ["CLI_NAMES", "add_arguments", "run"]
 #: How the command line names :func:`poolkit.explain_pooling`'s arguments in error messages.
 CLI_NAMES = {"input": "--input", "grad": "--grad", "kernel_size": "--kernel", "stride": "--stride",
              "padding": "--padding", "dilation": "--dilation", "ceil_mode": "--ceil-mode", "mode": "--mode",
-             "lang": "--lang"}
+             "norm_type": "--norm-type", "lang": "--lang"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,15 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--kernel", "3", "--lang", "zh"]).kernel
     '3'
     """
-    parser.add_argument("--mode", default=None, metavar="{max,avg,both}",
-                        help="which pooling to show: max, avg (or mean) or both (default: both; "
-                             "max alone when --dilation is given)")
+    parser.add_argument("--mode", default="both", metavar="{max,avg,min,sum,lp,both}",
+                        help="which pooling to show: max, avg (or mean), min, sum, lp (Lp, power-average) "
+                             "or both: max and avg (default: both)")
+    parser.add_argument("--norm-type", default=None, metavar="P",
+                        help="--mode lp: the power p, a number > 0 or inf (default 2; inf is max pooling)")
     parser.add_argument("--kernel", default=None, metavar="F",
                         help="window size: 2, or 2,3 for height,width (default 2)")
     parser.add_argument("--stride", default=None, metavar="S", help="step between windows (default: --kernel)")
     parser.add_argument("--padding", default=None, metavar="P", help="padding on each side (default 0)")
     parser.add_argument("--dilation", default=None, metavar="D",
-                        help="spacing between window taps, max pooling only (default 1)")
+                        help="spacing between window taps (default 1)")
     parser.add_argument("--ceil-mode", action="store_true", help="round the output size up, as PyTorch's ceil_mode")
     parser.add_argument("--exclude-pad", action="store_true",
                         help="mean pooling: divide by the taps inside the input (count_include_pad=False)")
@@ -87,16 +89,6 @@ def _usage_error(args, message: str) -> int:
     return 2
 
 
-def _default_mode(dilation) -> str:
-    """Both poolings, or max alone when a dilation other than 1 is given (average pooling has none)."""
-    if dilation is None:
-        return "both"
-    try:
-        return "both" if parse_pair(dilation, CLI_NAMES["dilation"], 1) == (1, 1) else "max"
-    except ExplainError:
-        return "both"                           # explain_results reports the bad --dilation
-
-
 def run(args) -> int:
     """Run ``poolkit explain`` for options parsed by a parser that :func:`add_arguments` set up.
 
@@ -117,19 +109,19 @@ def run(args) -> int:
             return 2
     geometry_given = any(getattr(args, name) is not None for name in ("kernel", "stride", "padding", "dilation")) \
         or args.ceil_mode
-    mode = args.mode if args.mode is not None else _default_mode(args.dilation)
+    mode, norm_type = args.mode, args.norm_type
     count_include_pad = not args.exclude_pad
     try:
         results = explain_results(args.input, 2 if args.kernel is None else args.kernel, args.stride,
                                   0 if args.padding is None else args.padding,
                                   1 if args.dilation is None else args.dilation, bool(args.ceil_mode), mode,
-                                  args.grad, count_include_pad, args.lang, CLI_NAMES)
+                                  args.grad, count_include_pad, norm_type, args.lang, CLI_NAMES)
         compare = None
         if not geometry_given and args.format == "text":
             # The tour: the chapter's stride-1 case on the same input (17.5.2), forward only.
             try:
                 compare = explain_results(args.input, 2, 1, 0, 1, False, mode, None, count_include_pad,
-                                          args.lang, CLI_NAMES)
+                                          norm_type, args.lang, CLI_NAMES)
             except ExplainError:
                 compare = None
     except ExplainError as exc:

@@ -2,7 +2,9 @@
 
 This module's job is drawing: for each mode a forward figure (the input with
 every window outlined, and the output) and a backward figure (the upstream
-gradient routed back to the input), written as PNG files.  matplotlib is an
+gradient routed back to the input), written as PNG files.  Max and min
+pooling (and Lp with p = inf) mark each window's winner and draw one arrow
+per δ; mean, sum and Lp pooling outline the windows a δ is spread over.  matplotlib is an
 optional extra (``pip install 'poolkit[plot]'``): it is imported inside the
 functions that draw, never when this module is imported.
 """
@@ -14,13 +16,16 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .view import View, display_width, fmt, formula_lines, pair_text
+from .view import View, display_width, fmt, formula_lines, label, pair_text, reduction, winners
 from .words import FIGURE, words_for
 
 __all__ = ["PLOT_HINT", "cjk_font", "save_figures"]
 
 #: What to do when matplotlib is missing.
 PLOT_HINT = "--png needs matplotlib: pip install 'poolkit[plot]'"
+
+#: What a padding cell stands for, per reduction: it never wins a max or a min, and adds 0 to the rest.
+_PAD_TEXT = {"max": "−∞", "min": "+∞", "linf": "−∞"}
 
 _PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",
             "#CCB974", "#64B5CD"]
@@ -163,9 +168,8 @@ def _figure_forward(r: dict, words: dict):
                                                           (out_x + v.ow / 2, f"{words['output']} ({v.oh}×{v.ow})")))
     colors = _window_colors(v.oh * v.ow)
     grid = [[float(v.x[a, b]) if v.inside(a, b) else 0.0 for b in range(v.c0, v.c1)] for a in range(v.r0, v.r1)]
-    winners = set()
-    if r["mode"] == "max":
-        winners = {(a[0] - v.r0, a[1] - v.c0) for row in r["argmax"] for a in row if a is not None}
+    won = winners(r)
+    bold = set() if won is None else {(a[0] - v.r0, a[1] - v.c0) for row in won for a in row if a is not None}
     cell_fill = {}
     if not (_overlap(v.rows) or _overlap(v.cols)):
         for i in range(v.oh):
@@ -173,13 +177,13 @@ def _figure_forward(r: dict, words: dict):
                 for a in v.rows[i]:
                     for b in v.cols[j]:
                         cell_fill[(a - v.r0, b - v.c0)] = _light(colors[i * v.ow + j], 0.85 if v.inside(a, b) else 0.7)
-    _draw_grid(ax, grid, 0, in_y, r0=v.r0, c0=v.c0, inside=v.inside, bold=winners, fills=cell_fill,
-               pad_text="−∞" if r["mode"] == "max" else "0", title=f"{words['input']} ({v.H}×{v.W})")
+    _draw_grid(ax, grid, 0, in_y, r0=v.r0, c0=v.c0, inside=v.inside, bold=bold, fills=cell_fill,
+               pad_text=_PAD_TEXT.get(reduction(r), "0"), title=f"{words['input']} ({v.H}×{v.W})")
     _window_boxes(ax, v, 0, in_y, colors, fill=False)
-    if r["mode"] == "max":
+    if won is not None:
         for i in range(v.oh):
             for j in range(v.ow):
-                a = r["argmax"][i][j]
+                a = won[i][j]
                 if a is not None:
                     ax.add_patch(Circle((a[1] - v.c0 + 0.5, in_y + a[0] - v.r0 + 0.5), 0.31, fill=False,
                                         edgecolor=colors[i * v.ow + j], linewidth=1.8, zorder=4))
@@ -187,8 +191,8 @@ def _figure_forward(r: dict, words: dict):
     _draw_grid(ax, r["output"], out_x, out_y, fills=fills, title=f"{words['output']} ({v.oh}×{v.ow})")
     cfg = words["window"].format(k="×".join(map(str, r["kernel_size"])), s=pair_text(r["stride"]),
                                  p=pair_text(r["padding"]))
-    _big_arrow(ax, ext_w + 0.35, out_x - 0.35, total_h / 2, words[r["mode"] + "_op"])
-    ax.text((out_x + v.ow - 0.9) / 2, -1.75, words["forward"].format(mode=words[r["mode"]]),
+    _big_arrow(ax, ext_w + 0.35, out_x - 0.35, total_h / 2, label(r, words, "_op"))
+    ax.text((out_x + v.ow - 0.9) / 2, -1.75, words["forward"].format(mode=label(r, words)),
             ha="center", va="top", fontsize=14, fontweight="bold", color="#1F1F1F")
     ax.text((out_x + v.ow - 0.9) / 2, total_h + 0.45, cfg, ha="center", va="top", fontsize=10, color="#333333")
     formulas = formula_lines(r)
@@ -212,11 +216,12 @@ def _figure_backward(r: dict, words: dict):
     fills_g = {(i, j): _light(colors[i * v.ow + j], 0.55) for i in range(v.oh) for j in range(v.ow)}
     _draw_grid(ax, r["grad_output"], 0, g_y, fills=fills_g, title=f"{words['grad_out']} ({v.oh}×{v.ow})")
     # Which windows send gradient to which input cell.
+    won = winners(r)
     senders: Dict[tuple, List[int]] = {}
     for i in range(v.oh):
         for j in range(v.ow):
-            if r["mode"] == "max":
-                a = r["argmax"][i][j]
+            if won is not None:
+                a = won[i][j]
                 targets = [] if a is None else [tuple(a)]
             else:
                 targets = v.taps_inside(i, j)
@@ -225,8 +230,8 @@ def _figure_backward(r: dict, words: dict):
     fills_x = {cell: _light(_mix([colors[k] for k in ks]), 0.55) for cell, ks in senders.items()}
     grid = [[(r["grad_input"][a][b] if v.inside(a, b) else 0.0) for b in range(v.c0, v.c1)]
             for a in range(v.r0, v.r1)]
-    if r["mode"] == "max":
-        # The input values in each cell's corner, so one sees that δ lands on the maximum.
+    if won is not None:
+        # The input values in each cell's corner, so one sees that δ lands on the maximum (minimum).
         corner = {(a - v.r0, b - v.c0): f"x={fmt(float(v.x[a, b]))}" for a in range(v.H) for b in range(v.W)}
         _draw_grid(ax, grid, x_x, x_y, r0=v.r0, c0=v.c0, inside=v.inside, fills=fills_x, bold=set(senders),
                    corner=corner, title=f"{words['grad_in']} ({v.H}×{v.W})")
@@ -234,16 +239,24 @@ def _figure_backward(r: dict, words: dict):
         _draw_grid(ax, grid, x_x, x_y, r0=v.r0, c0=v.c0, inside=v.inside, fills=fills_x,
                    title=f"{words['grad_in']} ({v.H}×{v.W})")
         _window_boxes(ax, v, x_x, x_y, colors, fill=False)
+        kind = reduction(r)
         for i in range(v.oh):
             for j in range(v.ow):
-                ax.text(j + 0.5, g_y + i + 0.86, f"÷{r['divisor'][i][j]}", ha="center", va="center",
-                        fontsize=8, color="#444444", zorder=6)
-        _big_arrow(ax, v.ow + 0.35, x_x - 0.45, total_h / 2, words["avg_op_back"])
-    # Max pooling: one arrow per δ, from the right edge of the δ grid to the winner.
-    if r["mode"] == "max" and v.oh * v.ow <= 36:
+                # Under each δ what shapes its shares: mean's divisor, Lp's output y (sum has neither).
+                if kind == "avg":
+                    note, size = f"÷{r['divisor'][i][j]}", 8
+                elif kind == "lp":
+                    note, size = f"y={fmt(r['output'][i][j])}", 6
+                else:
+                    continue
+                ax.text(j + 0.5, g_y + i + 0.86, note, ha="center", va="center", fontsize=size,
+                        color="#444444", zorder=6)
+        _big_arrow(ax, v.ow + 0.35, x_x - 0.45, total_h / 2, label(r, words, "_op_back", kind=True))
+    # Max and min pooling: one arrow per δ, from the right edge of the δ grid to the winner.
+    if won is not None and v.oh * v.ow <= 36:
         for i in range(v.oh):
             for j in range(v.ow):
-                a = r["argmax"][i][j]
+                a = won[i][j]
                 if a is None:
                     continue
                 k = i * v.ow + j
@@ -254,9 +267,9 @@ def _figure_backward(r: dict, words: dict):
                                         connectionstyle=f"arc3,rad={-0.06 - 0.05 * (a[1] - v.c0) / max(ext_w, 1)}")
                 arrow.set_path_effects([patheffects.withStroke(linewidth=4, foreground="white")])
                 ax.add_patch(arrow)
-    ax.text((x_x + ext_w - 0.9) / 2, -1.75, words["backward"].format(mode=words[r["mode"]]),
+    ax.text((x_x + ext_w - 0.9) / 2, -1.75, words["backward"].format(mode=label(r, words)),
             ha="center", va="top", fontsize=14, fontweight="bold", color="#1F1F1F")
-    ax.text((x_x + ext_w - 0.9) / 2, total_h + 0.45, words[r["mode"] + "_rule"], ha="center", va="top",
+    ax.text((x_x + ext_w - 0.9) / 2, total_h + 0.45, label(r, words, "_rule", kind=True), ha="center", va="top",
             fontsize=10, color="#333333")
     return fig
 
@@ -266,7 +279,7 @@ def save_figures(results: Sequence[dict], directory, *, lang: Optional[str] = No
 
     Files: ``{mode}-forward.png`` (the input with every window drawn, and the
     output) and ``{mode}-backward.png`` (the upstream gradient routed back to
-    the input), for ``mode`` in max, avg. ``directory`` is created if needed.
+    the input), for ``mode`` in max, avg, min, sum, lp. ``directory`` is created if needed.
     Needs matplotlib (``pip install 'poolkit[plot]'``); Chinese labels need a
     CJK font, else the labels are in English.
 

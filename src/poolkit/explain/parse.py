@@ -1,4 +1,4 @@
-"""Reading what the user gave ``poolkit explain``: matrices, window sizes, modes.
+"""Reading what the user gave ``poolkit explain``: matrices, window sizes, modes, the Lp norm.
 
 This module's job is to turn the values of the command line or of
 :func:`poolkit.explain_pooling` into arrays and tuples, and to say which
@@ -11,6 +11,8 @@ read here.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import re
 from typing import Tuple
@@ -19,10 +21,13 @@ import numpy as np
 
 from .._geometry import as_bool, normalize_ints
 
-__all__ = ["ExplainError", "MODE_ALIASES", "parse_matrix", "parse_pair", "parse_modes", "parse_flag"]
+__all__ = ["ExplainError", "MODE_ALIASES", "parse_matrix", "parse_pair", "parse_modes", "parse_flag",
+           "parse_norm_type"]
 
 #: Accepted ``mode`` values and the poolings each one shows, max first.
-MODE_ALIASES = {"max": ("max",), "avg": ("avg",), "mean": ("avg",), "both": ("max", "avg")}
+MODE_ALIASES = {"max": ("max",), "avg": ("avg",), "mean": ("avg",), "min": ("min",), "sum": ("sum",),
+                "lp": ("lp",), "both": ("max", "avg")}
+_MODES_TEXT = "max, avg (or mean), min, sum, lp or both"
 
 
 class ExplainError(ValueError):
@@ -180,7 +185,7 @@ def parse_flag(value, option: str) -> bool:
 
 
 def parse_modes(mode, option: str) -> Tuple[str, ...]:
-    """The poolings to show for ``mode`` ("max", "avg", "mean" or "both"), max first.
+    """The poolings to show for ``mode`` (one of :data:`MODE_ALIASES`), max first.
 
     Examples
     --------
@@ -189,5 +194,49 @@ def parse_modes(mode, option: str) -> Tuple[str, ...]:
     """
     key = mode.strip().lower() if isinstance(mode, str) else None
     if key not in MODE_ALIASES:
-        raise ExplainError(f"{option}: expected max, avg (or mean) or both, but got {mode!r}.")
+        raise ExplainError(f"{option}: expected {_MODES_TEXT}, but got {mode!r}.")
     return MODE_ALIASES[key]
+
+
+def parse_norm_type(value, option: str) -> float:
+    """Lp pooling's ``p``: a number above 0, or infinity (max pooling).
+
+    Parameters
+    ----------
+    value : int, float or str
+        ``2``, ``1.5``, ``float("inf")``, or a string such as ``"3"`` or ``"inf"``.
+    option : str
+        The option's name, used in error messages.
+
+    Returns
+    -------
+    p : float
+        ``0 < p <= inf``.
+
+    Raises
+    ------
+    ExplainError
+        Naming ``option`` and the bad value (0, a negative number, NaN, or not a number).
+
+    Examples
+    --------
+    >>> parse_norm_type("3", "--norm-type"), parse_norm_type("inf", "--norm-type")
+    (3.0, inf)
+    >>> parse_norm_type(0, "norm_type")
+    Traceback (most recent call last):
+    ...
+    poolkit.explain.parse.ExplainError: norm_type: expected a number p > 0 or inf, but got 0.
+    """
+    bad = ExplainError(f"{option}: expected a number p > 0 or inf, but got {value!r}.")
+    if isinstance(value, str):
+        try:
+            p = float(value.strip())
+        except ValueError:
+            raise bad from None
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        p = float(value)
+    else:
+        raise bad
+    if math.isnan(p) or p <= 0:               # nan <= 0 is False: NaN needs its own test
+        raise bad
+    return p

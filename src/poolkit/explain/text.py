@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Dict, List, Optional, Sequence
 
-from .view import View, as_array, display_width, fmt, formula_lines, pair_text
+from .view import View, as_array, display_width, fmt, formula_lines, label, norm_text, pair_text, reduction, winners
 from .words import TEXT, words_for
 
 __all__ = ["render_text"]
@@ -126,8 +126,7 @@ def _matrix_block(title: str, values, color=False) -> List[str]:
 
 def _config_line(results: Sequence[dict], words: dict) -> str:
     r = results[0]
-    modes = [x["mode"] for x in results]
-    text = words["config"].format(modes=words["and"].join(words[m] for m in modes),
+    text = words["config"].format(modes=words["and"].join(label(x, words) for x in results),
                                   k="x".join(map(str, r["kernel_size"])), s=pair_text(r["stride"]),
                                   p=pair_text(r["padding"]))
     if r["dilation"] != [1, 1]:
@@ -155,12 +154,12 @@ def _filmstrip(views_results, words, width, color) -> List[str]:
         for j in range(v.ow):
             winner = None
             for r in views_results:
-                if r["mode"] == "max" and r["argmax"][i][j] is not None:
-                    ar, ac = r["argmax"][i][j]
-                    winner = (ar - v.r0, ac - v.c0)
+                won = winners(r)
+                if won is not None and won[i][j] is not None:
+                    winner = (won[i][j][0] - v.r0, won[i][j][1] - v.c0)
             block = [f"y[{i},{j}]"] + _grid(cells, v.marks(i, j), winner, color)
             for r in views_results:
-                block.append(f"{words[r['mode'] + '_short']} {fmt(r['output'][i][j])}")
+                block.append(f"{label(r, words, '_short')} {fmt(r['output'][i][j])}")
             blocks.append(block)
         lines += _side_by_side(blocks, width)
         lines.append("")
@@ -173,27 +172,34 @@ def _example_lines(results, words, width) -> List[str]:
     ph, pw = results[0]["padding"]
     taps = [(r, c) for r in v.rows[0] for c in v.cols[0]]
     vals = [float(v.x[r, c]) for r, c in taps if v.inside(r, c)]
+    # Every tap inside the padded input, in scan order; padding shows as 0.
+    padded = [fmt(float(v.x[a, b])) if v.inside(a, b) else "0" for a, b in taps
+              if -ph <= a < v.H + ph and -pw <= b < v.W + pw]
     in_pad = len(taps) - len(vals)
     parts = []
     for r in results:
-        if r["mode"] == "max":
-            text = words["ex_max"].format(vals=", ".join(map(fmt, vals)), res=fmt(r["output"][0][0]))
-            if in_pad:
-                text += words["sp"] + words["ex_max_pad"]
-            parts.append(text)
+        kind, res = reduction(r), fmt(r["output"][0][0])
+        notes = []
+        if kind in ("max", "min", "linf"):
+            shown = [f"|{fmt(x)}|" for x in vals] if kind == "linf" else [fmt(x) for x in vals]
+            text = words["ex_" + kind].format(vals=", ".join(shown), res=res)
+            notes = [words["ex_max_pad"]] if in_pad else []
+        elif kind == "sum":
+            text = words["ex_sum"].format(vals=" + ".join(map(fmt, vals)), res=res)
+            notes = [words["ex_pad_zero"]] if in_pad else []
+        elif kind == "lp":
+            p, k, n = norm_text(r), len(taps), r["divisor"][0][0]
+            terms = " + ".join(f"{t}^{p}" if not t.startswith("-") else f"({t})^{p}" for t in padded)
+            text = words["ex_lp" if k == n else "ex_lp_scaled"].format(terms=terms, k=k, n=n, p=p, res=res)
+            notes = ([words["ex_pad_zero"]] if in_pad else []) + \
+                ([words["ex_lp_scale"].format(k=k, n=n)] if k != n else [])
         else:
             div = r["divisor"][0][0]
-            if r["count_include_pad"]:
-                # Every tap inside the padded input, in scan order; padding adds 0.
-                shown = [fmt(float(v.x[a, b])) if v.inside(a, b) else "0" for a, b in taps
-                         if -ph <= a < v.H + ph and -pw <= b < v.W + pw]
-            else:
-                shown = [fmt(x) for x in vals]
-            text = words["ex_avg"].format(vals=" + ".join(shown), div=div, res=fmt(r["output"][0][0]))
+            shown = padded if r["count_include_pad"] else [fmt(x) for x in vals]
+            text = words["ex_avg"].format(vals=" + ".join(shown), div=div, res=res)
             if in_pad:
-                text += words["sp"] + (words["ex_avg_pad"] if r["count_include_pad"]
-                                       else words["ex_avg_nopad"].format(div=div))
-            parts.append(text)
+                notes = [words["ex_avg_pad"] if r["count_include_pad"] else words["ex_avg_nopad"].format(div=div)]
+        parts.append(words["sp"].join([text] + notes))
     return _wrap(words["example"] + words["sp"] + words["sep"].join(parts), width, "  ")
 
 
@@ -204,8 +210,8 @@ def _forward_section(results, words, width, color) -> List[str]:
     return lines
 
 
-def _input_block(r, words, width) -> List[str]:
-    v = View(r)
+def _input_block(results, words, width) -> List[str]:
+    v = View(results[0])
     lines = [words["input"].format(h=v.H, w=v.W)]
     grid = _grid(v.cells())
     if display_width(grid[0]) + 2 > width:
@@ -213,7 +219,9 @@ def _input_block(r, words, width) -> List[str]:
     else:
         lines += ["  " + g for g in grid]
     if v.r0 < 0 or v.c0 < 0 or v.r1 > v.H or v.c1 > v.W:
-        lines += _wrap(words["pad_note"], width, "  ")
+        kinds = list(dict.fromkeys(reduction(x) for x in results))      # each rule once, in order
+        rules = words["pad_sep"].join(words["pad_" + k] for k in kinds)
+        lines += _wrap(words["pad_note"].format(rules=rules), width, "  ")
     return lines
 
 
@@ -230,16 +238,16 @@ def _size_section(r, words, width) -> List[str]:
 def _outputs_block(results, words, width, color) -> List[str]:
     oh, ow = results[0]["output_shape"]
     lines = [words["output"].format(oh=oh, ow=ow)]
-    blocks = [_matrix_block(words[r["mode"]], r["output"]) for r in results]
+    blocks = [_matrix_block(label(r, words), r["output"]) for r in results]
     if max(display_width(s) for b in blocks for s in b) + 2 > width:
         return lines + ["  " + words["too_wide"].format(h=oh, w=ow, width=width)]
     return lines + _side_by_side(blocks, width)
 
 
 def _repeat_lines(r, words, width) -> List[str]:
-    """For max pooling: the inputs that win more than one window."""
+    """For max and min pooling: the inputs that win more than one window."""
     wins: Dict[tuple, int] = {}
-    for row in r["argmax"]:
+    for row in winners(r):
         for a in row:
             if a is not None:
                 wins[tuple(a)] = wins.get(tuple(a), 0) + 1
@@ -247,55 +255,84 @@ def _repeat_lines(r, words, width) -> List[str]:
     if not many:
         return []
     many.sort(key=lambda t: (-t[0], t[1]))
-    items = [words["repeat"].format(v=fmt(r["input"][rc[0]][rc[1]]), r=rc[0], c=rc[1], n=n) for n, rc in many]
-    text = words["repeats"] + words["sp"] + words["sep"].join(items) + words["end"] + words["sp"]
+    kind = reduction(r)
+    items = [words["repeat_" + kind].format(v=fmt(r["input"][rc[0]][rc[1]]), r=rc[0], c=rc[1], n=n)
+             for n, rc in many]
+    text = words["repeats_" + kind] + words["sp"] + words["sep"].join(items) + words["end"] + words["sp"]
     return _wrap(text + words["repeat_tail"], width, "  ")
+
+
+def _span(taps) -> tuple:
+    """``x[rs, cs]``'s two slices ("0:2", "1") covering a window's taps inside the input."""
+    rr = sorted({t[0] for t in taps})
+    cc = sorted({t[1] for t in taps})
+    rs = f"{rr[0]}" if len(rr) == 1 else f"{rr[0]}:{rr[-1] + 1}"
+    cs = f"{cc[0]}" if len(cc) == 1 else f"{cc[0]}:{cc[-1] + 1}"
+    return rs, cs
 
 
 def _routes(r, words, limit=16) -> List[str]:
     v = View(r)
+    kind = reduction(r)
+    won = winners(r)
     lines = []
     oh, ow = r["output_shape"]
     for i in range(oh):
         for j in range(ow):
             g = fmt(r["grad_output"][i][j])
-            if r["mode"] == "max":
-                a = r["argmax"][i][j]
+            taps = v.taps_inside(i, j)
+            if won is not None:
+                a = won[i][j]
                 if a is None:
-                    lines.append(words["max_none"].format(i=i, j=j, g=g))
-                else:
-                    lines.append(words["max_route"].format(i=i, j=j, g=g, r=a[0], c=a[1],
-                                                           v=fmt(r["input"][a[0]][a[1]])))
-            else:
-                taps = v.taps_inside(i, j)
-                div = r["divisor"][i][j]
-                if not taps or div == 0:
-                    lines.append(words["avg_none"].format(i=i, j=j, g=g))
+                    lines.append(words["none"].format(i=i, j=j, g=g))
                     continue
-                rr = sorted({t[0] for t in taps})
-                cc = sorted({t[1] for t in taps})
-                rs = f"{rr[0]}" if len(rr) == 1 else f"{rr[0]}:{rr[-1] + 1}"
-                cs = f"{cc[0]}" if len(cc) == 1 else f"{cc[0]}:{cc[-1] + 1}"
+                v_won = r["input"][a[0]][a[1]]
+                g_won = r["grad_output"][i][j]           # L∞: times the sign of x at the winner
+                gs = None if g_won is None or v_won is None else g_won * ((v_won > 0) - (v_won < 0))
+                lines.append(words[kind + "_route"].format(i=i, j=j, g=g, gs=fmt(gs), r=a[0], c=a[1],
+                                                           v=fmt(v_won)))
+                continue
+            div = r["divisor"][i][j] if "divisor" in r else len(taps)
+            if not taps or div == 0:
+                lines.append(words["none"].format(i=i, j=j, g=g))
+                continue
+            rs, cs = _span(taps)
+            one = "" if len(taps) > 1 else "_one"
+            if kind == "avg":
                 share = r["grad_output"][i][j]
                 share = None if share is None else share / div
-                text = words["avg_route" if len(taps) > 1 else "avg_route_one"].format(i=i, j=j, g=g, div=div, share=fmt(share), rs=rs, cs=cs)
-                lost = len(v.rows[i]) * len(v.cols[j]) - len(taps)
-                # Only the taps inside the padded extent take a share (count_include_pad=True).
-                lost = min(lost, div - len(taps)) if r["count_include_pad"] else 0
-                if lost > 0:
-                    text += words["avg_lost"].format(n=lost)
-                lines.append(text)
+                text = words["avg_route" + one].format(i=i, j=j, g=g, div=div, share=fmt(share), rs=rs, cs=cs)
+            elif kind == "sum":
+                text = words["sum_route" + one].format(i=i, j=j, g=g, rs=rs, cs=cs)
+            else:
+                y, p = r["output"][i][j], float(r["norm_type"])
+                if y is None or y != y:
+                    lines.append(words["lp_nan"].format(i=i, j=j, g=g))
+                    continue
+                if y == 0:
+                    lines.append(words["lp_zero"].format(i=i, j=j, g=g))
+                    continue
+                k = len(v.rows[i]) * len(v.cols[j])
+                scale = "" if k == div else f"·{k}/{div}"
+                text = words["lp_route" + one].format(i=i, j=j, g=g, y=fmt(y), q=fmt(p - 1), scale=scale,
+                                                      rs=rs, cs=cs)
+            lost = len(v.rows[i]) * len(v.cols[j]) - len(taps)
+            # Only mean pooling with count_include_pad=True shares δ out to taps in the padding.
+            lost = min(lost, div - len(taps)) if kind == "avg" and r["count_include_pad"] else 0
+            if lost > 0:
+                text += words["pad_lost"].format(n=lost)
+            lines.append(text)
     if len(lines) > limit:
         lines = lines[:limit] + [words["more"].format(n=len(lines) - limit)]
     return lines
 
 
 def _adds_line(r, words, width) -> List[str]:
-    """For max pooling: one input that receives gradient from several windows."""
-    if r["mode"] != "max":
+    """For max and min pooling: one input that receives gradient from several windows."""
+    if winners(r) is None:
         return []
     got: Dict[tuple, list] = {}
-    for i, row in enumerate(r["argmax"]):
+    for i, row in enumerate(winners(r)):
         for j, a in enumerate(row):
             if a is not None:
                 got.setdefault(tuple(a), []).append(r["grad_output"][i][j])
@@ -306,6 +343,22 @@ def _adds_line(r, words, width) -> List[str]:
     total = r["grad_input"][rc[0]][rc[1]]
     return _wrap(words["adds"].format(r=rc[0], c=rc[1], terms=" + ".join(map(fmt, gs)), total=fmt(total)),
                  width, "  ")
+
+
+def _rule(r, words) -> str:
+    """The sentence that says how a mode sends δ back."""
+    kind = reduction(r)
+    if kind == "avg":
+        divs = {d for row in r["divisor"] for d in row}
+        return words["avg_rule"].format(div=divs.pop()) if len(divs) == 1 else words["avg_rule_var"]
+    if kind != "lp":
+        return words[kind + "_rule"]
+    p = float(r["norm_type"])
+    parts = [words["lp_rule"].format(p=norm_text(r), q=fmt(p - 1)), words["lp_rule_zero"]]
+    k = r["kernel_size"][0] * r["kernel_size"][1]
+    if any(d != k for row in r["divisor"] for d in row):
+        parts.append(words["lp_rule_scaled"])
+    return words["sp"].join(parts)
 
 
 def _backward_section(results, words, width, color) -> List[str]:
@@ -321,23 +374,18 @@ def _backward_section(results, words, width, color) -> List[str]:
         lines += _wrap(note, width, "  ")
     for r in results:
         lines.append("")
-        if r["mode"] == "max":
-            rule = words["max_rule"]
-        else:
-            divs = {d for row in r["divisor"] for d in row}
-            rule = words["avg_rule"].format(div=divs.pop()) if len(divs) == 1 else words["avg_rule_var"]
-        lines += _wrap(rule, width)
+        lines += _wrap(_rule(r, words), width)
         for s in _routes(r, words):
             lines += _wrap(s, width, "  ")
         v = View(r)
-        block = _matrix_block(words["grad_x"].format(mode=words[r["mode"]]), r["grad_input"])
+        block = _matrix_block(words["grad_x"].format(mode=label(r, words)), r["grad_input"])
         if display_width(block[1]) + 2 <= width:
             lines += _side_by_side([block], width)
         else:
             lines += [block[0], "  " + words["too_wide"].format(h=v.H, w=v.W, width=width)]
         lines += _adds_line(r, words, width)
         gi, go = as_array(r["grad_input"]), as_array(r["grad_output"])
-        lines.append("  " + words["sum"].format(a=fmt(float(gi.sum())), b=fmt(float(go.sum()))))
+        lines.append("  " + words["sigma"].format(a=fmt(float(gi.sum())), b=fmt(float(go.sum()))))
     lines.append("")
     lines += _wrap(words["no_params"], width)
     return lines
@@ -383,7 +431,7 @@ def render_text(results: Sequence[dict], *, compare: Optional[Sequence[dict]] = 
     b = (lambda s: _BOLD + s + _RESET) if color else (lambda s: s)
     r0 = results[0]
     out = [b(words["title"])] + _wrap(_config_line(results, words), width) + [""]
-    out += _input_block(r0, words, width) + [""]
+    out += _input_block(results, words, width) + [""]
     out += _forward_section(results, words, width, color) + [""]
     out += _size_section(r0, words, width) + [""]
     out += _outputs_block(results, words, width, color) + [""]
@@ -395,7 +443,7 @@ def render_text(results: Sequence[dict], *, compare: Optional[Sequence[dict]] = 
         out += ["  " + s for s in formula_lines(c0)] + [""]
         out += _outputs_block(compare, words, width, color)
         for r in compare:
-            if r["mode"] == "max":
+            if winners(r) is not None:
                 out += _repeat_lines(r, words, width)
         out.append("")
     out += _backward_section(results, words, width, color)

@@ -5,7 +5,9 @@ dict read back as arrays with the extent to draw (:class:`View`), numbers
 written the same way in the terminal and in the figures (:func:`fmt`,
 :func:`pair_text`), the display width of a string (Chinese characters take
 two columns), and the chapter's output-size formula with a configuration's
-numbers in it (:func:`formula_lines`), whose counts come from :mod:`.axis`.
+numbers in it (:func:`formula_lines`), whose counts come from :mod:`.axis`,
+and what kind of reduction a result is (:func:`reduction`, :func:`winners`,
+:func:`label`), so that both renderers treat each mode alike.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import numpy as np
 from .._geometry import dim_names
 from .axis import count_axis
 
-__all__ = ["View", "as_array", "fmt", "pair_text", "display_width", "formula_lines"]
+__all__ = ["View", "as_array", "fmt", "pair_text", "display_width", "formula_lines", "reduction", "winners",
+           "norm_text", "label"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -60,6 +63,50 @@ def pair_text(pair) -> str:
     ('2', '2x1')
     """
     return f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def reduction(r: dict) -> str:
+    """How a result reduces its windows: "max", "min", "avg", "sum", "lp", or "linf" (Lp with p = inf:
+    max pooling of ``|x|``).
+
+    Examples
+    --------
+    >>> reduction({"mode": "lp", "norm_type": "inf"}), reduction({"mode": "lp", "norm_type": 2.0})
+    ('linf', 'lp')
+    """
+    return "linf" if r["mode"] == "lp" and r["norm_type"] == "inf" else r["mode"]
+
+
+def winners(r: dict):
+    """A result's winning position per window (``argmax`` or ``argmin``), or None if it has none."""
+    return r.get("argmax", r.get("argmin"))
+
+
+def norm_text(r: dict) -> str:
+    """Lp pooling's p as shown ("2", "1.5", "∞"); "" for the other modes.
+
+    Examples
+    --------
+    >>> norm_text({"mode": "lp", "norm_type": 2.0}), norm_text({"mode": "lp", "norm_type": "inf"})
+    ('2', '∞')
+    """
+    if r["mode"] != "lp":
+        return ""
+    return "∞" if r["norm_type"] == "inf" else fmt(float(r["norm_type"]))
+
+
+def label(r: dict, words: dict, suffix: str = "", *, kind: bool = False) -> str:
+    """The phrase ``words[mode + suffix]`` for a result, with Lp pooling's p filled in.
+
+    With ``kind=True`` the phrase is the reduction's (:func:`reduction`):
+    Lp pooling with p = inf has phrases of its own ("linf").
+
+    Examples
+    --------
+    >>> label({"mode": "lp", "norm_type": 3.0}, {"lp": "L{p} pooling"})
+    'L3 pooling'
+    """
+    return words[(reduction(r) if kind else r["mode"]) + suffix].format(p=norm_text(r))
 
 
 def as_array(nested) -> np.ndarray:

@@ -1,0 +1,145 @@
+"""Fractional max pooling's one backend operation: the winner of windows placed per plane.
+
+Fractional windows differ from one (batch, channel) plane to the next (each
+plane draws its own pseudo-random window starts), so the plan-based kernels,
+which share one window table across all planes, do not fit.  What the three
+backends do here is smaller: given the input and, per plane and pooled axis,
+where each window starts, find the flat in-plane index of each window's
+maximum.  The output values are then the input read at those indices
+(:mod:`poolkit.fractional`), so every backend gives the same bits.
+
+Contract (canonical ``(B, D, H, W, C)`` layout of :mod:`poolkit._layout`)::
+
+    window_argmax(x, starts, kernel, backend) -> idx
+        x       (B, D, H, W, C), C-contiguous, float32/float64 or integer
+        starts  three int64 arrays (B, C, OD), (B, C, OH), (B, C, OW): window
+                starts along D, H, W; every start + kernel fits in the input
+        kernel  (KD, KH, KW)
+        idx     int64 (B, OD, OH, OW, C): ``(d * H + h) * W + w`` of each maximum
+
+The max rule is PyTorch's (its fractional and ordinary max pooling kernels):
+taps are scanned row-major, the first tap starts as the maximum, a later one
+takes over when it is greater or NaN.  So ties go to the first maximum and a
+window holding NaN reports its last NaN.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from . import _jit, get_backend
+from ._jit import kernel
+from .numba_loops import _threads_for
+
+__all__ = ["window_argmax", "reference", "img2col", "numba"]
+
+Starts = Tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def reference(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> np.ndarray:
+    """Plain loops over every plane, output and tap: slow and obviously correct (the tests' oracle)."""
+    B, D, H, W, C = x.shape
+    kd, kh, kw = kernel
+    sd, sh, sw = starts
+    OD, OH, OW = sd.shape[2], sh.shape[2], sw.shape[2]
+    idx = np.empty((B, OD, OH, OW, C), dtype=np.int64)
+    for b in range(B):
+        for c in range(C):
+            for od in range(OD):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        best, best_at = None, -1
+                        for d in range(sd[b, c, od], sd[b, c, od] + kd):
+                            for h in range(sh[b, c, oh], sh[b, c, oh] + kh):
+                                for w in range(sw[b, c, ow], sw[b, c, ow] + kw):
+                                    v = x[b, d, h, w, c]
+                                    if best_at < 0 or v > best or v != v:
+                                        best, best_at = v, (d * H + h) * W + w
+                        idx[b, od, oh, ow, c] = best_at
+    return idx
+
+
+def _origins(x_shape, starts: Starts, kernel: Sequence[int]):
+    """Flat in-plane position of each window's first tap, and each tap's offset from it.
+
+    Returns ``base`` int64 (B, OD*OH*OW, C) and ``taps`` int64 (KD*KH*KW,) in scan order.
+    """
+    B, _, H, W, C = x_shape
+    sd, sh, sw = (np.asarray(s, dtype=np.int64).transpose(0, 2, 1) for s in starts)    # each (B, O, C)
+    base = (sd[:, :, None, None, :] * H + sh[:, None, :, None, :]) * W + sw[:, None, None, :, :]
+    P = base.shape[1] * base.shape[2] * base.shape[3]    # explicit: reshape(B, -1, C) fails for B == 0
+    taps = np.array([(jd * H + jh) * W + jw for jd, jh, jw in itertools.product(*map(range, kernel))],
+                    dtype=np.int64)
+    return np.ascontiguousarray(base.reshape(B, P, C)), taps
+
+
+def _out_shape(starts: Starts, x_shape) -> Tuple[int, ...]:
+    return (x_shape[0], starts[0].shape[2], starts[1].shape[2], starts[2].shape[2], x_shape[4])
+
+
+def img2col(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> np.ndarray:
+    """Vectorised NumPy: one gather per kernel tap over all windows at once, the max rule across taps."""
+    B, D, H, W, C = x.shape
+    base, taps = _origins(x.shape, starts, kernel)
+    flat = x.reshape(B, D * H * W, C)                     # (B, S, C): planes' elements in flat order
+    best_at = base + taps[0]
+    best = np.take_along_axis(flat, best_at, axis=1)
+    for t in taps[1:]:
+        at = base + t
+        v = np.take_along_axis(flat, at, axis=1)
+        take = (v > best) | (v != v)                      # greater, or NaN: PyTorch's rule
+        best = np.where(take, v, best)
+        best_at = np.where(take, at, best_at)
+    return best_at.reshape(_out_shape(starts, x.shape))
+
+
+@kernel
+def _argmax_kernel(lo, hi, x, base, taps, idx):
+    """``idx[b, p, c]``: flat position of the max of window ``p`` (origin ``base[b, p, c]``), planes ``[lo, hi)``.
+
+    ``x`` is (B, S, C); positions are ``base + taps[t]``, scanned in order of ``t``.
+    """
+    P, C, K = base.shape[1], base.shape[2], taps.shape[0]
+    for b in range(lo, hi):
+        for p in range(P):
+            for c in range(C):
+                o = base[b, p, c]
+                at = o + taps[0]
+                best = x[b, at, c]
+                for t in range(1, K):
+                    j = o + taps[t]
+                    v = x[b, j, c]
+                    if v > best or v != v:
+                        best = v
+                        at = j
+                idx[b, p, c] = at
+
+
+def numba(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> np.ndarray:
+    """The Numba kernel, over planes ``b`` (threaded for large inputs). May raise ``_jit.NotCompiled``."""
+    B, D, H, W, C = x.shape
+    base, taps = _origins(x.shape, starts, kernel)
+    idx = np.empty(base.shape, dtype=np.int64)
+    _argmax_kernel(B, _threads_for(x.size), x.reshape(B, D * H * W, C), base, taps, idx)
+    return idx.reshape(_out_shape(starts, x.shape))
+
+
+def window_argmax(x: np.ndarray, starts: Starts, kernel: Sequence[int], backend: str) -> np.ndarray:
+    """Run the named backend ("reference", "img2col", "numba" or "auto"); see the module docstring.
+
+    "numba" compiles a missing kernel in this thread; "auto" follows the served
+    backends (:mod:`.served`): it compiles in the background and lets img2col
+    serve the call meanwhile (counted in that backend's ``fallbacks``).
+    """
+    if backend == "reference":
+        return reference(x, starts, kernel)
+    if backend == "img2col":
+        return img2col(x, starts, kernel)
+    served = get_backend(backend)                       # "numba" or "auto": the same policy as max_pool
+    try:
+        return _jit.call(numba, (x, starts, kernel), served.wait)
+    except _jit.NotCompiled:
+        served.fallbacks += 1
+        return img2col(x, starts, kernel)

@@ -1,0 +1,117 @@
+"""`poolkit pyramid`: .npy, TIFF and Zarr inputs in a subprocess; the errors exit 2 with one line."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import poolkit
+from poolkit.cli import main
+
+zarr = pytest.importorskip("zarr")
+tifffile = pytest.importorskip("tifffile")
+
+rng = np.random.default_rng(5)
+
+
+def run_cli(*args, cwd):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "poolkit.cli", "pyramid", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def read_levels(path):
+    group = zarr.open_group(str(path), mode="r")
+    datasets = group.attrs["multiscales"][0]["datasets"]
+    return [group[d["path"]][...] for d in datasets]
+
+
+def test_npy_input(tmp_path):
+    x = rng.standard_normal((70, 90)).astype(np.float32)
+    np.save(tmp_path / "in.npy", x)
+    proc = run_cli("in.npy", "out.ome.zarr", "--chunks", "32", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    levels = read_levels(tmp_path / "out.ome.zarr")
+    want = poolkit.pyramid(x, 2)                              # 70x90 -> 35x45 -> 18x23 <= 32
+    assert len(levels) == len(want)
+    for got, w in zip(levels, want):
+        np.testing.assert_array_equal(got, w)
+    # The summary: levels, shapes, bytes, time and throughput.
+    assert "2 pooled levels, method=mean, dtype=float32" in proc.stdout
+    assert "level 1:" in proc.stdout and "35x45" in proc.stdout
+    assert "of input" in proc.stdout and " s: " in proc.stdout
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_tiff_input(tmp_path, compressed):
+    labels = rng.integers(0, 6, (20, 33, 41)).astype(np.uint16)
+    kw = dict(compression="zlib", tile=(16, 16)) if compressed else {}
+    tifffile.imwrite(tmp_path / "in.tif", labels, **kw)
+    proc = run_cli("in.tif", "out.ome.zarr", "--method", "mode", "--levels", "2", "--chunks", "8,16,16",
+                   "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    for got, w in zip(read_levels(tmp_path / "out.ome.zarr"), poolkit.pyramid(labels, 2, method="mode")):
+        np.testing.assert_array_equal(got, w)
+
+
+def test_zarr_input_processes_scheduler_and_overwrite(tmp_path):
+    x = rng.integers(0, 255, (3, 40, 50)).astype(np.uint8)
+    src = zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, chunks=(1, 16, 16), dtype=x.dtype)
+    src[...] = x
+    (tmp_path / "out.ome.zarr").mkdir()
+    (tmp_path / "out.ome.zarr" / "old").write_text("")
+    proc = run_cli("in.zarr", "out.ome.zarr", "--axes", "cyx", "--method", "max", "--scheduler", "processes",
+                   "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    levels = read_levels(tmp_path / "out.ome.zarr")
+    assert zarr.open_array(str(tmp_path / "out.ome.zarr" / "0"), mode="r").chunks == (1, 16, 16)
+    for got, w in zip(levels, poolkit.pyramid(x, len(levels) - 1, method="max", axes=(1, 2))):
+        np.testing.assert_array_equal(got, w)
+    assert levels[-1].shape == (3, 10, 13)                    # the first level that fits a 16x16 chunk
+
+
+def test_error_exits_2_with_one_line(tmp_path):
+    (tmp_path / "bad.npy").write_bytes(b"not an npy file")
+    proc = run_cli("bad.npy", "out.ome.zarr", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("poolkit pyramid: error: cannot read INPUT bad.npy:")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.ome.zarr").exists()
+
+
+def errors_setup(tmp_path):
+    np.save(tmp_path / "ok.npy", np.zeros((8, 8), np.uint8))
+    (tmp_path / "text.tif").write_text("not a tiff")
+    (tmp_path / "done.ome.zarr").mkdir()
+    (tmp_path / "done.ome.zarr" / "x").write_text("")
+    group = zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
+    group.create_array("0", shape=(4, 4), dtype="u1")
+
+
+ERRORS = [
+    (["missing.npy", "o"], "cannot read INPUT missing.npy: no such file or directory"),
+    (["text.tif", "o"], "cannot read INPUT text.tif: "),
+    (["ok.npy", "done.ome.zarr"], "OUTPUT done.ome.zarr exists; pass --overwrite to replace it"),
+    (["group.zarr", "o"], "is a Zarr group, not an array; name one of its arrays, e.g. group.zarr/0"),
+    (["ok.npy", "o", "--scheduler", "mpi"], "--scheduler must be one of threads, processes, synchronous or tcp"),
+    (["ok.npy", "o", "--chunks", "4,x"], "--chunks must be an int or comma-separated ints, but got '4,x'"),
+    (["ok.npy", "o", "--levels", "-2"], "--levels must be >= 0, but got -2"),
+    (["ok.npy", "o", "--levels", "9", "--edge", "trim"], "`levels`=9 with edge='trim' would leave axis 0"),
+    (["ok.npy", "o", "--axes", "zyx"], "`axes_names` must name the 2 axes"),
+    (["ok.npy", "ok.npy"], "OUTPUT must differ from INPUT"),
+    (["ok.npy", "o", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+]
+
+
+@pytest.mark.parametrize("args,message", ERRORS, ids=[m[:40] for _, m in ERRORS])
+def test_errors(tmp_path, monkeypatch, capsys, args, message):
+    errors_setup(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["pyramid", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("poolkit pyramid: error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
