@@ -79,6 +79,20 @@ def test_min_pool_matches_torch_max_of_negated(c, backend):
     np.testing.assert_array_equal(poolkit.min_pool_backward(g, idx, x.shape, backend=backend), xt.grad.numpy())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0), (4, 4, 0)])
+def test_min_pool_vector_blocks_match_torch(k, s, p, dtype):
+    # rows long enough for the specialised kernels' vector blocks (and a virtual-row case)
+    rng = np.random.default_rng(k * 10 + s)
+    for shape in ((2, 3, 37, 70), (3, 2, 12, 12)):
+        x = rng.integers(-20, 20, size=shape).astype(dtype)
+        x[0, 0, 5, 7] = np.nan
+        y, idx = poolkit.min_pool2d(x, k, s, p, return_indices=True, backend="numba")
+        ty, tidx = F.max_pool2d(-torch.from_numpy(x), k, s, p, return_indices=True)
+        np.testing.assert_array_equal(y, -ty.numpy())
+        np.testing.assert_array_equal(idx, tidx.numpy())
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.uint64, bool])
 def test_min_pool_integers_and_bool_are_exact(dtype):
     rng = np.random.default_rng(1)

@@ -134,7 +134,7 @@ class Context:
         """
         p = self.prepared
         plan = p.plan
-        if plan.op == "max":
+        if plan.op in _WINNERS:
             expected = [("winning-tap offsets", plan.out_shape, plan.off_dtype)]
         elif self.ignoring:
             expected = [("divisors", plan.out_shape, divs_dtype(p.policy.compute)),
@@ -164,8 +164,9 @@ def _check_sizes(shape, axes, channel_axis, name="x"):
                          f"axis may be empty.")
 
 
-# The plan's reduction per op: min is max of flipped values (see _flip), a sum a mean that does not divide.
-_PLAN_OP = {"max": "max", "min": "max", "avg": "avg", "sum": "avg"}
+# The plan's reduction per op: a sum is a mean that does not divide.
+_PLAN_OP = {"max": "max", "min": "min", "avg": "avg", "sum": "avg"}
+_WINNERS = ("max", "min")                 # reductions that keep the offset of a winning tap
 
 
 def prepare(op: str, x: np.ndarray, rank: int, windows: Windows, *, data_format, axes, backend,
@@ -197,16 +198,6 @@ def prepare(op: str, x: np.ndarray, rank: int, windows: Windows, *, data_format,
                      nan_ignore and policy.compute.kind == "f", cip, override, op != "sum")
     out_layout = Layout.make(out_shape, pooled)
     return Prepared(op, plan, layout, out_layout, policy, backend_name, tuple(x.shape), out_shape)
-
-
-def _flip(a: np.ndarray) -> np.ndarray:
-    """An order-reversing bijection of ``a``'s values, its own inverse: ``-a`` for floats (NaN stays NaN,
-    ties stay ties, -0.0 and 0.0 swap but compare equal), ``~a`` for integers (no overflow).
-
-    Min pooling is max pooling of flipped values, flipped back: same winners, same offsets,
-    bit for bit the elements of the input.
-    """
-    return np.negative(a) if a.dtype.kind == "f" else np.invert(a)
 
 
 def check_mask(mask, x_shape, name: str = "mask", lazy: bool = False) -> np.ndarray:
@@ -270,23 +261,19 @@ def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None
     saved: Any                        # offsets (max), None or (divisors, ignored) (sums)
     if x5.dtype != p.policy.compute:            # float16/bfloat16 -> float32, bool -> uint8, integer sums -> int64
         x5 = x5.astype(p.policy.compute)
-    if p.op == "min":
-        x5 = _flip(x5)
     skip = None
     if mask is not None:
         skip = np.ascontiguousarray(~p.layout.to_canonical(mask))
     ignoring = plan.nan_ignore or skip is not None
     if x5.size == 0 or plan.out_shape[0] * plan.out_shape[4] == 0:
         out5 = np.zeros(plan.out_shape, dtype=x5.dtype)
-        saved = (np.zeros(plan.out_shape, dtype=plan.off_dtype) if plan.op == "max"
+        saved = (np.zeros(plan.out_shape, dtype=plan.off_dtype) if plan.op in _WINNERS
                  else (np.zeros(plan.out_shape, divs_dtype(x5.dtype)), np.zeros(plan.in_shape, bool)) if ignoring
                  else None)
-    elif plan.op == "max":
-        out5, saved = p.backend.max_forward(x5, plan, skip)
+    elif plan.op in _WINNERS:
+        out5, saved = p.backend.max_forward(x5, plan, skip)          # max or min
     else:
         out5, saved = p.backend.avg_forward(x5, plan, skip)
-    if p.op == "min":
-        out5 = _flip(out5)
     y = p.out_layout.from_canonical(out5, p.out_sizes)
     if p.policy.converts:
         y = y.astype(p.policy.result)
@@ -295,7 +282,7 @@ def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None
         indices = p.out_layout.from_canonical(offsets_to_indices(saved, plan), p.out_sizes)
     if not keep:
         return y, indices, None
-    if plan.op == "max" and saved.base is None:
+    if plan.op in _WINNERS and saved.base is None:
         saved.setflags(write=False)            # sealed: see Context.offsets_sealed
         return y, indices, Context(p, saved, ignoring, sealed=saved)
     return y, indices, Context(p, saved, ignoring)
@@ -304,7 +291,7 @@ def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None
 def empty_windows(ctx: Context) -> np.ndarray:
     """``bool`` of the output's shape: windows with no element taking part (all masked, ignored or padding)."""
     p, plan = ctx.prepared, ctx.prepared.plan
-    if plan.op == "max":
+    if plan.op in _WINNERS:
         e5 = ctx.saved == plan.sentinel
     else:
         v = [a.valid > 0 for a in plan.axes]
@@ -340,7 +327,7 @@ def run_backward(ctx: Context, grad_output, name: str = "grad_output") -> np.nda
         g5 = g5.astype(gpol.compute)
     if g5.size == 0 or p.plan.in_size == 0:
         gx5 = np.zeros(p.plan.in_shape, dtype=g5.dtype)
-    elif p.plan.op == "max":
+    elif p.plan.op in _WINNERS:             # max or min: the gradient goes to the winners
         gx5 = p.backend.max_backward(g5, ctx.saved, p.plan, ctx.offsets_sealed)
     else:
         gx5 = p.backend.avg_backward(g5, ctx.saved, p.plan)

@@ -20,7 +20,7 @@ import numpy as np
 from ._geometry import Axis
 
 __all__ = ["Plan", "make_plan", "off_dtype_for", "offsets_to_indices", "sentinel_for", "lowest", "nan_value",
-           "check_offsets", "invalid_offsets", "divs_dtype", "empty_value", "ignored_mask"]
+           "check_offsets", "invalid_offsets", "divs_dtype", "empty_value", "ignored_mask", "highest", "worst"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,9 +29,8 @@ class Plan:
 
     Attributes
     ----------
-    op : {"max", "avg"}
-        "avg" also sums (``divide=False``). Min pooling runs as max pooling of flipped
-        values (:func:`poolkit._core.run_forward`), so no plan says "min".
+    op : {"max", "min", "avg"}
+        "max" and "min" keep winners (offsets); "avg" also sums (``divide=False``).
     axes : tuple of three Axis
         Windows along D, H, W.
     in_shape, out_shape : tuple of five ints
@@ -182,10 +181,23 @@ def lowest(dtype: np.dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def nan_value(dtype: np.dtype):
-    """What a window of NaN only gives with ``nan_policy="ignore"``: NaN (integers have none: the minimum)."""
+def highest(dtype: np.dtype):
+    """What a min over no element gives, and what padding holds for min: +inf, or the integer maximum."""
     dtype = np.dtype(dtype)
-    return dtype.type(np.nan) if dtype.kind == "f" else lowest(dtype)
+    return dtype.type(np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).max)
+
+
+def worst(dtype: np.dtype, op: str = "max"):
+    """The value no element loses to under ``op`` ("max" or "min"): :func:`lowest` or :func:`highest`."""
+    return highest(dtype) if op == "min" else lowest(dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def nan_value(dtype: np.dtype, op: str = "max"):
+    """What a window whose elements are all ignored gives under max/min pooling: NaN (integers have
+    none: :func:`worst`)."""
+    dtype = np.dtype(dtype)
+    return dtype.type(np.nan) if dtype.kind == "f" else worst(dtype, op)
 
 
 def divs_dtype(dtype: np.dtype) -> np.dtype:
@@ -196,9 +208,11 @@ def divs_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def empty_value(dtype: np.dtype, plan: Plan):
-    """What a window whose elements are all ignored gives: NaN (integers: the minimum) for max and
-    mean, 0 for a sum (as ``np.nansum``)."""
-    return nan_value(dtype) if plan.divide or plan.op == "max" else np.dtype(dtype).type(0)
+    """What a window whose elements are all ignored gives: NaN (integers: the minimum for max, the
+    maximum for min) for max, min and mean; 0 for a sum (as ``np.nansum``)."""
+    if plan.op == "avg":
+        return nan_value(dtype) if plan.divide else np.dtype(dtype).type(0)
+    return nan_value(dtype, plan.op)
 
 
 def ignored_mask(x: np.ndarray, plan: Plan, skip: Optional[np.ndarray]) -> np.ndarray:

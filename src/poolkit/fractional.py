@@ -218,13 +218,12 @@ def _pool(spec: FractionalSpec, x, samples, rng, data_format, backend):
     out5_shape = out_layout.canonical
     if x5.size == 0:
         idx5 = np.zeros(out5_shape, dtype=np.int64)
+        y5 = np.zeros(out5_shape, dtype=x5.dtype)
     else:
         xc = x5.astype(policy.compute) if policy.converts else x5
-        idx5 = window_argmax(xc, (starts[0], starts[1], starts[2]), kernel3, backend_name)
-    # The values are the input read at the winners: the same bits from every backend, any dtype.
-    P = out5_shape[1] * out5_shape[2] * out5_shape[3]
-    S = x5.shape[1] * x5.shape[2] * x5.shape[3]
-    y5 = np.take_along_axis(x5.reshape(B, S, Cl), idx5.reshape(B, P, Cl), axis=1)
+        idx5, y5 = window_argmax(xc, (starts[0], starts[1], starts[2]), kernel3, backend_name)
+        # the maxima are input elements: back in x's dtype (float16, bool) they are exact
+        y5 = y5.astype(x5.dtype, copy=False)
     y = out_layout.from_canonical(y5.reshape(out5_shape), out_sizes)
     indices = out_layout.from_canonical(idx5, out_sizes)
     return y, indices, u

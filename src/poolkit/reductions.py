@@ -1,11 +1,10 @@
 """Min, sum and Lp pooling: the reductions beyond max and mean, with their backward passes.
 
-None of them needs a kernel of its own:
+None of them needs a kernel of its own (min pooling is a compile-time variant of max pooling's):
 
-* **min** pooling is max pooling of flipped values (``-x``, or ``~x`` for
-  integers), flipped back (:func:`poolkit._core.run_forward`): the same winners,
-  ties and NaN rule as max pooling, every backend, and the gradient goes to the
-  winner's index exactly as for max pooling;
+* **min** pooling runs max pooling's kernels with the comparison reversed (a
+  compile-time constant of each kernel): the same ties and NaN rule, the same
+  offsets, and the gradient goes to the winner's index exactly as for max pooling;
 * **sum** pooling is average pooling that does not divide (integers and bool are
   summed exactly in int64);
 * **Lp** pooling is PyTorch's composition, ``(avg_pool(x**p) * K) ** (1/p)``

@@ -41,7 +41,7 @@ from .. import _threads
 from .. import _plan
 from .._plan import Plan
 from ._jit import Kernel, kernel
-from ._simd import AVG, MAX, NARROW, WIDE, block_width, grad_add_block, grad_tile_block, pool_block
+from ._simd import AVG, MAX, MIN, NARROW, WIDE, block_width, grad_add_block, grad_tile_block, pool_block
 
 U = np.uint64
 
@@ -53,8 +53,8 @@ SPECIALISED = tuple((kh, kw, sw) for kw, sw in _PAIRS for kh in (kw, 1))
 
 
 @njit(inline="always")
-def _max_run(xs, T, rs, vm, vk, KH, KW, SW):
-    # T windows, SW apart, rows rs apart, from xs[0]: max into vm, winning tap into vk.
+def _max_run(xs, T, rs, vm, vk, KH, KW, SW, OP):
+    # T windows, SW apart, rows rs apart, from xs[0]: max (min for OP == MIN) into vm, winning tap into vk.
     for t in range(U(T)):
         i = t * U(SW)
         m = xs[i]
@@ -62,7 +62,7 @@ def _max_run(xs, T, rs, vm, vk, KH, KW, SW):
         for jh in range(KH):
             for jw in range(KW):
                 v = xs[i + U(jh) * rs + U(jw)]
-                c = (v > m) | (v != v)           # greater, or NaN: PyTorch's rule
+                c = ((v < m) if OP == MIN else (v > m)) | (v != v)    # better, or NaN: PyTorch's rule
                 m = v if c else m
                 k = np.int32(jh * KW + jw) if c else k
         vm[t] = m
@@ -84,8 +84,8 @@ def _sum_run(xs, T, rs, vm, dv, KH, KW, SW):
 @njit(inline="always")
 def _run(xs, T, rs, vm, vk, dv, KH, KW, SW, OP):
     # OP is a compile-time constant: the other branch is never compiled into the kernel.
-    if OP == MAX:
-        _max_run(xs, T, rs, vm, vk, KH, KW, SW)
+    if OP != AVG:
+        _max_run(xs, T, rs, vm, vk, KH, KW, SW, OP)
     else:
         _sum_run(xs, T, rs, vm, dv, KH, KW, SW)
 
@@ -166,15 +166,16 @@ def _compact_rows(src, dst, src2, dst2, row0, nrows, owa, owb, Wv):
 
 
 @njit(inline="always")
-def _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW):
-    # One border window, tap by tap: (max, offset) with the generic kernels' rule.
+def _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW, OP):
+    # One border window, tap by tap: (max, offset) with the generic kernels' rule (min for OP == MIN,
+    # where ``lowest`` is the top of the dtype).
     m = lowest
     k = sentinel
     for jh in range(th[1, oh], th[2, oh]):
         ph = th[0, oh] + jh * DH
         for jw in range(tw[1, ow], tw[2, ow]):
             v = xp[ph, tw[0, ow] + jw]
-            if k == sentinel or v > m or v != v:
+            if k == sentinel or ((v < m) if OP == MIN else (v > m)) or v != v:
                 m = v
                 k = jh * KW + jw
     return m, k
@@ -196,8 +197,8 @@ def _mean_window(xp, th, tw, oh, ow, DH, divisor, zero):
 @njit(inline="always")
 def _border_window(xp, out, off, p, th, tw, oh, ow, DH, sentinel, lowest, divisor, KW, OP):
     # One output outside the interior, tap by tap.
-    if OP == MAX:
-        out[p, oh, ow], off[p, oh, ow] = _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW)
+    if OP != AVG:
+        out[p, oh, ow], off[p, oh, ow] = _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW, OP)
     else:
         out[p, oh, ow] = _mean_window(xp, th, tw, oh, ow, DH, divisor, divisor[0, 0] - divisor[0, 0])
 
@@ -297,9 +298,9 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
     """
 
     def make_forward(OP):
-        """The forward kernel of reduction OP (MAX or AVG, a compile-time constant).
+        """The forward kernel of reduction OP (MAX, MIN or AVG, a compile-time constant).
 
-        Max writes values and winning taps (``off``); average divides the sums by
+        Max and min write values and winning taps (``off``); average divides the sums by
         the interior's divisor ``divisor[oha, owa]`` and leaves ``off`` alone.
         """
 
@@ -323,13 +324,13 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
                 # through all the planes of a chunk (longer loops, no per-plane set-up).
                 xflat = x.reshape(P * H * W)
                 o2 = out.reshape(P * OH, OW)
-                k2 = off.reshape(P * OH, OW) if OP == MAX else off.reshape(1, 1)
+                k2 = off.reshape(P * OH, OW) if OP != AVG else off.reshape(1, 1)
                 c0 = tw[0, owa]
                 Tc = ((hi - lo) * OH - 1) * Wv + ncol
                 vm = np.empty(Tc, dtype=x.dtype)
-                vk = np.empty(Tc if OP == MAX else 0, dtype=off.dtype)
+                vk = np.empty(Tc if OP != AVG else 0, dtype=off.dtype)
                 _run(xflat[lo * H * W + c0:], Tc, rs, vm, vk, dv, KH, KW, SW, OP)
-                if OP == MAX:
+                if OP != AVG:
                     _compact_rows(vm, o2, vk, k2, lo * OH, (hi - lo) * OH, owa, owb, Wv)
                 else:
                     _compact_rows(vm, o2, vm, o2, lo * OH, (hi - lo) * OH, owa, owb, Wv)
@@ -339,14 +340,14 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
                 ncol = 0
             x1 = x.reshape(P * H * W)
             o1 = out.reshape(P * OH * OW)
-            k1 = off.reshape(P * OH * OW) if OP == MAX else off.reshape(1)
+            k1 = off.reshape(P * OH * OW) if OP != AVG else off.reshape(1)
             vm = np.empty(T, dtype=x.dtype)
-            vk = np.empty(T if OP == MAX else 0, dtype=off.dtype)
+            vk = np.empty(T if OP != AVG else 0, dtype=off.dtype)
             for p in range(lo, hi):
                 xf = x[p].reshape(H * W)
                 if T > 0:
                     _run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, vk, dv, KH, KW, SW, OP)
-                    if OP == MAX:
+                    if OP != AVG:
                         _compact_rows(vm, out[p], vk, off[p], oha, ohb - oha, owa, owb, Wv)
                     else:
                         _compact_rows(vm, out[p], vm, out[p], oha, ohb - oha, owa, owb, Wv)
@@ -356,7 +357,7 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
                                    (p * OH + oh) * OW + owa, ncol, dv, KH, KW, SW, OP)
                 elif ncol > 0:
                     for oh in range(oha, ohb):
-                        kr = off[p, oh, owa:owb] if OP == MAX else vk
+                        kr = off[p, oh, owa:owb] if OP != AVG else vk
                         _run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs, out[p, oh, owa:owb], kr, dv,
                              KH, KW, SW, OP)
                 if not border:
@@ -372,6 +373,7 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
         return forward
 
     max_forward, avg_forward = make_forward(MAX), make_forward(AVG)
+    min_forward = make_forward(MIN)          # compiled on its first call only, like every kernel
 
     def make_backward(OP):
         """The backward kernel of reduction OP: gradient ``g`` (and winners ``off`` for max) -> ``gx``.
@@ -441,7 +443,8 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
 
     max_backward, avg_backward = make_backward(MAX), make_backward(AVG)
 
-    return {"max_forward": max_forward, "avg_forward": avg_forward,
+    # min pooling's winners go back exactly as max pooling's: it shares max_backward
+    return {"max_forward": max_forward, "min_forward": min_forward, "avg_forward": avg_forward,
             "max_backward": max_backward, "avg_backward": avg_backward}
 
 
@@ -515,8 +518,9 @@ def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
     kernels, (th, tw, geo), (pin, pout) = s
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
-    kernels["max_forward"](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout),
-                           off.reshape(pout), th, tw, geo, _unit(x.dtype), plan.sentinel, _plan.lowest(x.dtype))
+    kernels[plan.op + "_forward"](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout),
+                                  off.reshape(pout), th, tw, geo, _unit(x.dtype), plan.sentinel,
+                                  _plan.worst(x.dtype, plan.op))
     return out, off
 
 

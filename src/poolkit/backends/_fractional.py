@@ -5,17 +5,18 @@ plane draws its own pseudo-random window starts), so the plan-based kernels,
 which share one window table across all planes, do not fit.  What the three
 backends do here is smaller: given the input and, per plane and pooled axis,
 where each window starts, find the flat in-plane index of each window's
-maximum.  The output values are then the input read at those indices
-(:mod:`poolkit.fractional`), so every backend gives the same bits.
+maximum, and the maximum itself: the element read at that index, so every
+backend gives the same bits.
 
 Contract (canonical ``(B, D, H, W, C)`` layout of :mod:`poolkit._layout`)::
 
-    window_argmax(x, starts, kernel, backend) -> idx
+    window_argmax(x, starts, kernel, backend) -> (idx, values)
         x       (B, D, H, W, C), C-contiguous, float32/float64 or integer
         starts  three int64 arrays (B, C, OD), (B, C, OH), (B, C, OW): window
                 starts along D, H, W; every start + kernel fits in the input
         kernel  (KD, KH, KW)
         idx     int64 (B, OD, OH, OW, C): ``(d * H + h) * W + w`` of each maximum
+        values  x's dtype, same shape: the maxima themselves (the elements at ``idx``)
 
 The max rule is PyTorch's (its fractional and ordinary max pooling kernels):
 taps are scanned row-major, the first tap starts as the maximum, a later one
@@ -38,13 +39,14 @@ __all__ = ["window_argmax", "reference", "img2col", "numba"]
 Starts = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def reference(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> np.ndarray:
+def reference(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
     """Plain loops over every plane, output and tap: slow and obviously correct (the tests' oracle)."""
     B, D, H, W, C = x.shape
     kd, kh, kw = kernel
     sd, sh, sw = starts
     OD, OH, OW = sd.shape[2], sh.shape[2], sw.shape[2]
     idx = np.empty((B, OD, OH, OW, C), dtype=np.int64)
+    values = np.empty((B, OD, OH, OW, C), dtype=x.dtype)
     for b in range(B):
         for c in range(C):
             for od in range(OD):
@@ -58,7 +60,8 @@ def reference(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> np.ndarra
                                     if best_at < 0 or v > best or v != v:
                                         best, best_at = v, (d * H + h) * W + w
                         idx[b, od, oh, ow, c] = best_at
-    return idx
+                        values[b, od, oh, ow, c] = best
+    return idx, values
 
 
 def _origins(x_shape, starts: Starts, kernel: Sequence[int]):
@@ -79,7 +82,7 @@ def _out_shape(starts: Starts, x_shape) -> Tuple[int, ...]:
     return (x_shape[0], starts[0].shape[2], starts[1].shape[2], starts[2].shape[2], x_shape[4])
 
 
-def img2col(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> np.ndarray:
+def img2col(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
     """Vectorised NumPy: one gather per kernel tap over all windows at once, the max rule across taps."""
     B, D, H, W, C = x.shape
     base, taps = _origins(x.shape, starts, kernel)
@@ -92,12 +95,14 @@ def img2col(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> np.ndarray:
         take = (v > best) | (v != v)                      # greater, or NaN: PyTorch's rule
         best = np.where(take, v, best)
         best_at = np.where(take, at, best_at)
-    return best_at.reshape(_out_shape(starts, x.shape))
+    shape = _out_shape(starts, x.shape)
+    return best_at.reshape(shape), best.reshape(shape)
 
 
 @kernel
-def _argmax_kernel(lo, hi, x, base, taps, idx):
-    """``idx[b, p, c]``: flat position of the max of window ``p`` (origin ``base[b, p, c]``), planes ``[lo, hi)``.
+def _argmax_kernel(lo, hi, x, base, taps, idx, values):
+    """``idx[b, p, c]``: flat position of the max of window ``p`` (origin ``base[b, p, c]``), planes ``[lo, hi)``;
+    ``values[b, p, c]``: that max.
 
     ``x`` is (B, S, C); positions are ``base + taps[t]``, scanned in order of ``t``.
     """
@@ -106,27 +111,39 @@ def _argmax_kernel(lo, hi, x, base, taps, idx):
         for p in range(P):
             for c in range(C):
                 o = base[b, p, c]
-                at = o + taps[0]
-                best = x[b, at, c]
+                best = x[b, o + taps[0], c]
+                k = 0
+                nan = best != best
                 for t in range(1, K):
-                    j = o + taps[t]
-                    v = x[b, j, c]
-                    if v > best or v != v:
-                        best = v
-                        at = j
-                idx[b, p, c] = at
+                    # branch-free scan (selects, no mispredicted jumps); exact unless NaN is met
+                    v = x[b, o + taps[t], c]
+                    k = t if v > best else k
+                    best = max(v, best)
+                    nan |= v != v
+                if nan:                                 # rare: rescan with PyTorch's NaN rule
+                    best = x[b, o + taps[0], c]
+                    k = 0
+                    for t in range(1, K):
+                        v = x[b, o + taps[t], c]
+                        if v > best or v != v:
+                            best = v
+                            k = t
+                idx[b, p, c] = o + taps[k]
+                values[b, p, c] = x[b, o + taps[k], c]          # the element itself (-0.0 vs 0.0)
 
 
-def numba(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> np.ndarray:
+def numba(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
     """The Numba kernel, over planes ``b`` (threaded for large inputs). May raise ``_jit.NotCompiled``."""
     B, D, H, W, C = x.shape
     base, taps = _origins(x.shape, starts, kernel)
     idx = np.empty(base.shape, dtype=np.int64)
-    _argmax_kernel(B, _threads_for(x.size), x.reshape(B, D * H * W, C), base, taps, idx)
-    return idx.reshape(_out_shape(starts, x.shape))
+    values = np.empty(base.shape, dtype=x.dtype)
+    _argmax_kernel(B, _threads_for(x.size), x.reshape(B, D * H * W, C), base, taps, idx, values)
+    shape = _out_shape(starts, x.shape)
+    return idx.reshape(shape), values.reshape(shape)
 
 
-def window_argmax(x: np.ndarray, starts: Starts, kernel: Sequence[int], backend: str) -> np.ndarray:
+def window_argmax(x: np.ndarray, starts: Starts, kernel: Sequence[int], backend: str) -> Tuple[np.ndarray, np.ndarray]:
     """Run the named backend ("reference", "img2col", "numba" or "auto"); see the module docstring.
 
     "numba" compiles a missing kernel in this thread; "auto" follows the served

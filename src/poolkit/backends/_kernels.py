@@ -7,10 +7,10 @@ serves 1-D, 2-D and 3-D, strided and adaptive windows, any padding and
 dilation, channels-first (``C == 1``) and channels-last data.
 
 There is one kernel per traversal -- forward over output rows, backward over
-batch entries -- and the reduction (:data:`MAX` or :data:`AVG`, which also
-sums) is a compile-time constant of each: the branch of the other reduction is
-never compiled into it.  Min pooling is max pooling of flipped values
-(:mod:`poolkit._core`), so it needs no kernel of its own.
+batch entries -- and the reduction (:data:`MAX`, :data:`MIN` or :data:`AVG`,
+which also sums) is a compile-time constant of each: the branches of the
+others are never compiled into it.  Min pooling's winners go back through the
+max backward kernel.
 
 Forward kernels take output rows ``(b, od, oh)`` as work items: every output is
 written by exactly one thread, so results do not depend on the thread count.
@@ -29,7 +29,7 @@ from numba import njit
 
 from ._jit import kernel
 
-MAX, AVG = 0, 1
+MAX, AVG, MIN = 0, 1, 2
 
 
 @njit(inline="always")
@@ -42,10 +42,10 @@ def _output_row(r, OD, OH, tab):
 
 
 @njit(inline="always")
-def _max_tap(out, off, i, v, k, sentinel):
-    # The max rule, tap by tap: the first tap considered wins, then a greater one or a NaN
-    # (PyTorch's rule: the last NaN wins). Ignored elements never get here.
-    if off[i] == sentinel or v > out[i] or v != v:
+def _max_tap(out, off, i, v, k, sentinel, OP):
+    # The max rule, tap by tap: the first tap considered wins, then a greater one (a smaller
+    # one for OP == MIN) or a NaN (PyTorch's rule: the last NaN wins). Ignored elements never get here.
+    if off[i] == sentinel or ((v < out[i]) if OP == MIN else (v > out[i])) or v != v:
         out[i] = v
         off[i] = k
 
@@ -54,11 +54,12 @@ def _make_forward(OP):
     @kernel
     def forward(lo, hi, x, out, off, tab, kh, kw, nan_ignore, sentinel, lowest, nanval, divisor, subtract_nans,
                 divs, skip, has_skip, divide):
-        """Reduce each window of output rows ``[lo, hi)``: max (value and winning tap) or sum/mean.
+        """Reduce each window of output rows ``[lo, hi)``: max or min (value and winning tap) or sum/mean.
 
         *Ignored* elements are left out of their windows: NaN when ``nan_ignore``, and
         where ``skip`` is True when ``has_skip`` (a mask; one mechanism for both).
-        Max: a window wholly in padding gets ``lowest`` and ``sentinel``; one whose
+        Max and min: a window wholly in padding gets ``lowest`` (for min: the top of the
+        dtype) and ``sentinel``; one whose
         input elements are all ignored gets ``nanval`` and ``sentinel``.
         Sum: the taps are added in scan order, then divided by ``divisor[od, oh, ow]``
         when ``divide`` (a mean). When ignoring, the divisor used (less the ignored
@@ -76,9 +77,9 @@ def _make_forward(OP):
             for ow in range(OW):
                 w0, wlo, whi = tab[2, 0, ow], tab[2, 1, ow], tab[2, 2, ow]
                 o = out[b, od, oh, ow]                       # (C,) views of this output
-                k = off[b, od, oh, ow] if OP == MAX else off[0, 0, 0, 0]
+                k = off[b, od, oh, ow] if OP != AVG else off[0, 0, 0, 0]
                 for c in range(C):
-                    if OP == MAX:
+                    if OP != AVG:
                         o[c] = lowest
                         k[c] = sentinel
                     else:
@@ -97,14 +98,14 @@ def _make_forward(OP):
                             for c in range(C):
                                 v = xs[c]
                                 if (nan_ignore and v != v) or (has_skip and sk[c]):
-                                    if OP != MAX:
+                                    if OP == AVG:
                                         divs[b, od, oh, ow, c] += 1
-                                elif OP == MAX:
-                                    _max_tap(o, k, c, v, t, sentinel)
+                                elif OP != AVG:
+                                    _max_tap(o, k, c, v, t, sentinel, OP)
                                 else:
                                     o[c] += v
                 n_in = max(dhi - dlo, 0) * max(hhi - hlo, 0) * max(whi - wlo, 0)
-                if OP == MAX:
+                if OP != AVG:
                     if ignoring and n_in > 0:
                         for c in range(C):
                             if k[c] == sentinel:
@@ -184,7 +185,7 @@ def _make_backward(OP):
     return backward
 
 
-max_forward, avg_forward = _make_forward(MAX), _make_forward(AVG)
+max_forward, min_forward, avg_forward = _make_forward(MAX), _make_forward(MIN), _make_forward(AVG)
 max_backward, avg_backward = _make_backward(MAX), _make_backward(AVG)
 
 

@@ -21,7 +21,7 @@ Arguments shared by the intrinsics: 1-D contiguous arrays; ``x0`` the element
 of the first tap of the block's first window, ``rs`` the distance between
 window rows, ``o0`` the block's first output; ``off`` the winning taps (read
 by max only) and ``dv`` the divisor (read by average only): the operation
-``OP`` (:data:`MAX` or :data:`AVG`) picks.  Code generation reads them by
+``OP`` (:data:`MAX`, :data:`MIN` or :data:`AVG`) picks.  Code generation reads them by
 name (:class:`_Gen`), so the order of a signature is written in one place,
 its ``def`` line.
 
@@ -44,10 +44,10 @@ from numba import types
 from numba.core.errors import RequireLiteralValue, TypingError
 from numba.extending import intrinsic
 
-__all__ = ["MAX", "AVG", "NARROW", "WIDE", "widths", "block_width", "pool_block", "grad_tile_block",
+__all__ = ["MAX", "AVG", "MIN", "NARROW", "WIDE", "widths", "block_width", "pool_block", "grad_tile_block",
            "grad_add_block"]
 
-MAX, AVG = 0, 1
+MAX, AVG, MIN = 0, 1, 2
 
 #: Block kinds (the ``KIND`` argument): one vector register of lanes, and two.
 NARROW, WIDE = 0, 1
@@ -122,7 +122,7 @@ def _check(arrays, indices, dv, op: int, off):
         raise TypingError("vector blocks: the value arrays and `dv` must share one dtype")
     if not isinstance(off.dtype, types.Integer):
         raise TypingError("vector blocks: `off` must have an integer dtype")
-    if op not in (MAX, AVG):
+    if op not in (MAX, AVG, MIN):
         raise TypingError(f"vector blocks: unknown OP {op}")
 
 
@@ -295,12 +295,13 @@ def pool_block(typingctx, x, x0, rs, out, off, o0, dv, KH, KW, SW, KIND, OP):
                 elif acc is None:
                     acc, k = v, gen.const(kty, 0)
                 else:
+                    better = "<" if op == MIN else ">"              # min: the order reversed
                     if isinstance(x.dtype, types.Float):
-                        c = builder.or_(builder.fcmp_ordered(">", v, acc), builder.fcmp_unordered("uno", v, v))
+                        c = builder.or_(builder.fcmp_ordered(better, v, acc), builder.fcmp_unordered("uno", v, v))
                     elif x.dtype.signed:
-                        c = builder.icmp_signed(">", v, acc)
+                        c = builder.icmp_signed(better, v, acc)
                     else:
-                        c = builder.icmp_unsigned(">", v, acc)
+                        c = builder.icmp_unsigned(better, v, acc)
                     acc = builder.select(c, v, acc)
                     k = builder.select(c, gen.const(kty, jh * kw + jw), k)
         if op == AVG:

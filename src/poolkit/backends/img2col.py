@@ -21,8 +21,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .._geometry import Axis
-from .._plan import (Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, lowest, nan_value,
-                     offsets_to_indices)
+from .._plan import (Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, nan_value, offsets_to_indices,
+                     worst)
 
 name = "img2col"
 
@@ -162,23 +162,28 @@ def _keep_where(values: np.ndarray, hit: np.ndarray, buf: np.ndarray) -> np.ndar
 
 
 def max_forward(x: np.ndarray, plan: Plan, skip=None):
-    """Max over the img2col rows, then each window's winner by equality.
+    """Max (min when ``plan.op`` is "min") over the img2col rows, then each window's winner by equality.
 
     ``np.maximum.reduce`` lets NaN win (``np.fmax`` skips it for ``nan_ignore``).
     Scanning the taps backwards and keeping the last one equal to the max gives
     the first maximum in scan order; a NaN window's winner is its last NaN (a
     second pass, only when NaN occurs). Masked elements (``skip``) hold the
-    lowest value and never win.
+    value no element loses to and never win.
     """
-    cols, offsets, valid = _columns(x, plan, lowest(x.dtype))
+    fill = worst(x.dtype, plan.op)
+    cols, offsets, valid = _columns(x, plan, fill)
     if not offsets:                                        # no window reaches the input
-        return (np.full(plan.out_shape, lowest(x.dtype), dtype=x.dtype),
+        return (np.full(plan.out_shape, fill, dtype=x.dtype),
                 np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype))
     if skip is not None:
         skipped = _columns(skip, plan, True)[0]
-        np.copyto(cols, lowest(x.dtype), where=skipped)
+        np.copyto(cols, fill, where=skipped)
         valid = [~sk if ok is None else ok & ~sk for ok, sk in zip(valid, skipped)]
-    out = (np.fmax if plan.nan_ignore else np.maximum).reduce(cols, axis=0)
+    if plan.op == "min":
+        reduce = np.fmin if plan.nan_ignore else np.minimum
+    else:
+        reduce = np.fmax if plan.nan_ignore else np.maximum
+    out = reduce.reduce(cols, axis=0)
     off = np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype)
     for k, col, ok in zip(offsets[::-1], cols[::-1], valid[::-1]):
         hit = col == out
@@ -195,10 +200,10 @@ def max_forward(x: np.ndarray, plan: Plan, skip=None):
                 _set_where(off, hit, k)
     if plan.nan_ignore or skip is not None:
         # windows with input elements, all of them ignored: no winner
-        out[(off == plan.sentinel) & _has_inputs(plan)] = nan_value(x.dtype)
+        out[(off == plan.sentinel) & _has_inputs(plan)] = nan_value(x.dtype, plan.op)
     if x.dtype.kind == "f":
-        # The output must be the winning element itself: np.maximum may return -0.0 for a
-        # (0.0, -0.0) tie whose first maximum is 0.0, and any NaN for a NaN window. Only
+        # The output must be the winning element itself: np.maximum (np.minimum) may return -0.0
+        # for a (0.0, -0.0) tie whose first maximum is 0.0, and any NaN for a NaN window. Only
         # zeros and NaN can differ in bits from the winner, so only those are re-read.
         fix = (out == 0) | np.isnan(out)
         if fix.any():

@@ -45,6 +45,7 @@ def _rows(plan: Plan) -> int:
 
 
 def max_forward(x: np.ndarray, plan: Plan, skip=None):
+    """Max pooling, or min pooling when ``plan.op`` is "min" (values and winning taps)."""
     nt = _threads_for(x.size)
     if skip is None:
         fast = _fast.max_forward(x, plan, nt > 1)
@@ -53,9 +54,10 @@ def max_forward(x: np.ndarray, plan: Plan, skip=None):
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     _, kh, kw = plan.taps
-    K.max_forward(_rows(plan), nt, x, out, off, plan.table, kh, kw, plan.nan_ignore and x.dtype.kind == "f",
-                  plan.sentinel, lowest(x.dtype), nan_value(x.dtype), _UNIT3, False,
-                  _dummy(_plan.divs_dtype(x.dtype)), *_skip_args(skip), True)
+    forward = K.min_forward if plan.op == "min" else K.max_forward
+    forward(_rows(plan), nt, x, out, off, plan.table, kh, kw, plan.nan_ignore and x.dtype.kind == "f",
+            plan.sentinel, _plan.worst(x.dtype, plan.op), nan_value(x.dtype, plan.op), _UNIT3, False,
+            _dummy(_plan.divs_dtype(x.dtype)), *_skip_args(skip), True)
     return out, off
 
 

@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from .._plan import Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, lowest, nan_value
+from .._plan import Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, nan_value, worst
 
 name = "reference"
 
@@ -63,11 +63,13 @@ def _outputs(plan: Plan):
 
 
 def max_forward(x: np.ndarray, plan: Plan, skip=None):
+    """Max pooling, or min pooling when ``plan.op`` is "min": the same rule with the order reversed."""
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     B, C = x.shape[0], x.shape[4]
+    better = np.less if plan.op == "min" else np.greater
     for o in _outputs(plan):
-        best = np.full((B, C), lowest(x.dtype), dtype=x.dtype)
+        best = np.full((B, C), worst(x.dtype, plan.op), dtype=x.dtype)
         best_k = np.full((B, C), plan.sentinel, dtype=np.int64)
         taps = _window(plan, o)
         for k, (pd, ph, pw) in taps:
@@ -76,12 +78,12 @@ def max_forward(x: np.ndarray, plan: Plan, skip=None):
             ignored = (isnan if plan.nan_ignore else np.zeros_like(isnan)) | (
                 False if skip is None else skip[:, pd, ph, pw, :])
             none_yet = best_k == plan.sentinel
-            take = ~ignored & (none_yet | (v > best) | isnan)
+            take = ~ignored & (none_yet | better(v, best) | isnan)
             best = np.where(take, v, best)
             best_k = np.where(take, k, best_k)
         if (plan.nan_ignore or skip is not None) and taps:
             # every input element of the window ignored: no winner
-            best = np.where(best_k == plan.sentinel, nan_value(x.dtype), best)
+            best = np.where(best_k == plan.sentinel, nan_value(x.dtype, plan.op), best)
         out[(slice(None),) + o] = best
         off[(slice(None),) + o] = best_k
     return out, off
