@@ -160,6 +160,15 @@ def test_sum_pool_integers_exact_in_int64():
         assert y.tolist() == [[2**63 - 1, 2**62 + 2, 3 - 2**62]]
     u = np.full((1, 1, 4, 4), 255, dtype=np.uint8)
     np.testing.assert_array_equal(poolkit.sum_pool2d(u, 2), np.full((1, 1, 2, 2), 1020))
+    # the largest sums each compute path must hold exactly (float32 to 2**24, float64 to 2**53)
+    for dtype, k in ((np.uint16, 16), (np.int16, 16), (np.uint16, 17), (np.uint32, 3), (np.int32, 3)):
+        info = np.iinfo(dtype)
+        for v in (info.max, info.min):
+            x = np.full((1, 1, k, k), v, dtype=dtype)
+            x[0, 0, 0, 0] = v - 1 if v == info.max else v + 1
+            for backend in BACKENDS:
+                y = poolkit.sum_pool2d(x, k, backend=backend)
+                assert y.dtype == np.int64 and int(y.ravel()[0]) == int(x.astype(object).sum()), (dtype, k, v)
     b = np.eye(4, dtype=bool)[None, None]
     np.testing.assert_array_equal(poolkit.sum_pool2d(b, 2), [[[[2, 0], [0, 2]]]])
 
