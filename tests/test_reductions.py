@@ -456,3 +456,19 @@ def test_errors(call, exc, fragment):
     with pytest.raises(exc) as info:
         call()
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("op", ["min", "sum", "lp"])
+def test_layouts_and_axes_agree(op):
+    rng = np.random.default_rng(13)
+    x = rng.uniform(0.1, 2, size=(2, 3, 7, 6))                   # NCHW
+    fn = {"min": lambda v, **k: poolkit.min_pool2d(v, 3, 2, 1, **k),
+          "sum": lambda v, **k: poolkit.sum_pool2d(v, 3, 2, 1, **k),
+          "lp": lambda v, **k: poolkit.lp_pool2d(v, 2.5, 3, 2, padding=1, **k)}[op]
+    nd = {"min": lambda v, **k: poolkit.min_pool(v, 3, 2, 1, **k),
+          "sum": lambda v, **k: poolkit.sum_pool(v, 3, 2, 1, **k),
+          "lp": lambda v, **k: poolkit.lp_pool(v, 2.5, 3, 2, padding=1, **k)}[op]
+    want = fn(x)
+    np.testing.assert_array_equal(fn(x.transpose(0, 2, 3, 1), data_format="NHWC"), want.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(nd(x.transpose(2, 0, 3, 1), axes=(0, 2)), want.transpose(2, 0, 3, 1))
+    np.testing.assert_array_equal(fn(x[0]), want[0])                                  # unbatched (C, H, W)

@@ -35,6 +35,7 @@ from ._layout import (CHANNELS_FIRST, CHANNELS_LAST, Layout, as_input_array, dty
                       resolve_axes)
 from .backends._fractional import window_argmax
 from .functional import max_pool2d_backward, max_pool3d_backward
+from .layers import missing_context
 
 __all__ = [
     "fractional_max_pool2d", "fractional_max_pool3d",
@@ -505,10 +506,7 @@ class _FractionalMaxPoolNd:
             If no forward ran yet, or the last one had ``train=False``.
         """
         if self._ctx is None:
-            why = ("the last forward had train=False, which keeps nothing and drops the earlier context"
-                   if self._forwarded else "no forward has run yet")
-            raise RuntimeError(f"{type(self).__name__}.backward() needs the last forward to be "
-                               f"forward(x, train=True), but {why}: there is nothing to differentiate.")
+            raise missing_context(self)
         ctx = self._ctx
         g = check_grad(grad_output, ctx.out_shape, ctx.out_dtype)
         back = max_pool2d_backward if self._rank == 2 else max_pool3d_backward

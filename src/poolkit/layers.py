@@ -38,6 +38,14 @@ Ints = Union[int, Sequence[int]]
 Pooled = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]     # with return_indices: (out, indices)
 
 
+def missing_context(layer) -> RuntimeError:
+    """The error of ``layer.backward()`` when the last forward kept nothing (or none ran)."""
+    why = ("the last forward had train=False, which keeps nothing and drops the earlier context"
+           if layer._forwarded else "no forward has run yet")
+    return RuntimeError(f"{type(layer).__name__}.backward() needs the last forward to be "
+                        f"forward(x, train=True), but {why}: there is nothing to differentiate.")
+
+
 class _PoolLayer:
     """Shared machinery: prepared-call cache, forward/backward, saved state."""
 
@@ -124,10 +132,7 @@ class _PoolLayer:
             If no forward ran yet, or the last one had ``train=False`` (it drops the context).
         """
         if self._ctx is None:
-            why = ("the last forward had train=False, which keeps nothing and drops the earlier context"
-                   if self._forwarded else "no forward has run yet")
-            raise RuntimeError(f"{type(self).__name__}.backward() needs the last forward to be "
-                               f"forward(x, train=True), but {why}: there is nothing to differentiate.")
+            raise missing_context(self)
         return run_backward(self._ctx, grad_output)
 
     @property
@@ -247,10 +252,7 @@ class _LPPoolNd:
         """Gradient with respect to the input of the last forward, which must have had ``train=True``."""
         from .reductions import _lp_backward
         if self._state is None:
-            why = ("the last forward had train=False, which keeps nothing and drops the earlier context"
-                   if self._forwarded else "no forward has run yet")
-            raise RuntimeError(f"{type(self).__name__}.backward() needs the last forward to be "
-                               f"forward(x, train=True), but {why}: there is nothing to differentiate.")
+            raise missing_context(self)
         return _lp_backward(self._state, grad_output)
 
     @property

@@ -30,6 +30,7 @@ from ._geometry import as_bool
 from ._layout import as_input_array, dtype_policy, resolve_axes
 from .functional import (_input_shape, adaptive_avg_pool2d, adaptive_avg_pool_backward, adaptive_max_pool2d,
                          max_pool_backward)
+from .layers import missing_context
 
 __all__ = ["spatial_pyramid_pool2d", "spatial_pyramid_pool2d_backward", "SpatialPyramidPool2d"]
 
@@ -321,10 +322,7 @@ class SpatialPyramidPool2d:
             If no forward ran yet, or the last one had ``train=False``.
         """
         if self._ctx is None:
-            why = ("the last forward had train=False, which keeps nothing and drops the earlier context"
-                   if self._forwarded else "no forward has run yet")
-            raise RuntimeError(f"{type(self).__name__}.backward() needs the last forward to be "
-                               f"forward(x, train=True), but {why}: there is nothing to differentiate.")
+            raise missing_context(self)
         idx, geo, out_shape, out_dtype = self._ctx
         g = check_grad(grad_output, out_shape, out_dtype)
         return _backward(g, idx, self.levels, self.mode, geo, self.backend)

@@ -179,6 +179,7 @@ def max_forward(x: np.ndarray, plan: Plan, skip=None):
         skipped = _columns(skip, plan, True)[0]
         np.copyto(cols, fill, where=skipped)
         valid = [~sk if ok is None else ok & ~sk for ok, sk in zip(valid, skipped)]
+    reduce: np.ufunc
     if plan.op == "min":
         reduce = np.fmin if plan.nan_ignore else np.minimum
     else:
