@@ -6,7 +6,7 @@
   shapes (the goal: within 1.2x).
 
 Every row times forward+backward through the layer API, interleaved with its peer
-(``run.interleaved``), at the thread count given.  ``python benchmarks/ops.py [--quick]``
+(``timing.interleaved``), at the thread count given.  ``python benchmarks/ops.py [--quick]``
 runs the rows alone.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 import poolkit
+from timing import interleaved, median_ratio
 
 SHAPE = (8, 32, 56, 56)
 QUICK_SHAPE = (2, 4, 12, 12)
@@ -77,8 +78,6 @@ def _pairs(shape, seed=0) -> List[Tuple[str, str, str, Dict[str, Callable[[], ob
 def run_ops(threads: int, rounds: int, seconds: float, quick: bool) -> List[dict]:
     """Time every row at ``threads`` threads; a ratio is peer time / contender time (> 1: faster)."""
     import torch
-
-    from run import interleaved, median_ratio
 
     shape = QUICK_SHAPE if quick else SHAPE
     torch.set_num_threads(threads)

@@ -23,9 +23,8 @@ import json
 import os
 import statistics
 import sys
-import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -40,6 +39,7 @@ from poolkit._benchkit.units import format_bytes, format_seconds  # noqa: E402
 
 import chapter_img2col                                                 # noqa: E402
 from ops import markdown_ops, run_ops                                  # noqa: E402
+from timing import interleaved, median_ratio                           # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -88,43 +88,8 @@ def quick_case(c: Case) -> Case:
 
 
 # --------------------------------------------------------------------------- #
-# measuring
+# measuring (interleaved, median_ratio: timing.py, shared with ops.py)
 # --------------------------------------------------------------------------- #
-def interleaved(contenders: Dict[str, Callable[[], object]], rounds: int, seconds: float) -> dict:
-    """Time each contender in blocks of about ``seconds``, interleaved over ``rounds`` rounds.
-
-    Returns per contender: first-call seconds, iterations per block and the per-pass seconds of every round.
-    """
-    first, block = {}, {}
-    for name, step in contenders.items():
-        t = time.perf_counter()
-        step()                                    # warm-up: compilation, caches, thread pools
-        first[name] = time.perf_counter() - t
-        poolkit.wait_for_kernels()                # time the kernels, not NumPy serving while they compile
-        step()
-        k, t = 0, time.perf_counter()
-        while k < 3 or time.perf_counter() - t < min(seconds, 0.05):
-            step()
-            k += 1
-        per = (time.perf_counter() - t) / k
-        block[name] = max(1, int(round(seconds / per)))
-    times: Dict[str, List[float]] = {name: [] for name in contenders}
-    names = list(contenders)
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            step, k = contenders[name], block[name]
-            t = time.perf_counter()
-            for _ in range(k):
-                step()
-            times[name].append((time.perf_counter() - t) / k)
-    return {"first_call_s": first, "block": block, "rounds_s": times}
-
-
-def median_ratio(num: List[float], den: List[float]) -> float:
-    return statistics.median(a / b for a, b in zip(num, den))
-
-
 def make_inputs(shape, out_shape, dtype, seed=0):
     """A tie-free input (a permutation of distinct integers, exact in float32) and a U[0,1) gradient.
 

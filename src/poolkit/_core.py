@@ -261,7 +261,7 @@ def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None
     plan = p.plan
     x5 = p.layout.to_canonical(x)
     saved: Any                        # offsets (max), None or (divisors, ignored) (sums)
-    if x5.dtype != p.policy.compute:            # float16/bfloat16 -> float32, bool -> uint8, integer sums -> int64
+    if x5.dtype != p.policy.compute:    # float16/bfloat16 -> float32, bool -> uint8, integer sums -> exact type
         x5 = x5.astype(p.policy.compute)
     skip = None
     if mask is not None:
@@ -269,9 +269,12 @@ def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None
     ignoring = plan.nan_ignore or skip is not None
     if x5.size == 0 or plan.out_shape[0] * plan.out_shape[4] == 0:
         out5 = np.zeros(plan.out_shape, dtype=x5.dtype)
-        saved = (np.zeros(plan.out_shape, dtype=plan.off_dtype) if plan.op in _WINNERS
-                 else (np.zeros(plan.out_shape, divs_dtype(x5.dtype)), np.zeros(plan.in_shape, bool)) if ignoring
-                 else None)
+        if plan.op in _WINNERS:
+            saved = np.zeros(plan.out_shape, dtype=plan.off_dtype)
+        elif ignoring:
+            saved = (np.zeros(plan.out_shape, divs_dtype(x5.dtype)), np.zeros(plan.in_shape, bool))
+        else:
+            saved = None
     elif plan.op in _WINNERS:
         out5, saved = p.backend.max_forward(x5, plan, skip)          # max or min
     else:

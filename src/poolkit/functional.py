@@ -512,8 +512,6 @@ def _avg_backward(rank, grad_output, shape, kernel_size, stride, padding, ceil_m
 def _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, divisor_override, *,
                           nan_policy="propagate", x=None, mask=None, op="avg", **kw):
     g = check_float_grad(as_input_array(grad_output, "grad_output"))
-    # Prepare against a stand-in of the input's shape and the gradient's dtype: no data is read.
-    stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, g.dtype), shape=shape, strides=(0,) * len(shape))
     if check_nan_policy(nan_policy):
         # Which elements were NaN decides who gets a share: the forward input is needed.
         if x is None:
@@ -521,8 +519,9 @@ def _avg_backward_windows(rank, grad_output, shape, windows, count_include_pad, 
         x = as_input_array(x)
         if tuple(x.shape) != shape:
             raise ValueError(f"`x` must have shape `input_shape`={shape}, but got shape {tuple(x.shape)}.")
-    if x is None or not check_nan_policy(nan_policy):
-        x = stand_in
+    else:
+        # Prepare against a stand-in of the input's shape and the gradient's dtype: no data is read.
+        x = np.lib.stride_tricks.as_strided(np.zeros(1, g.dtype), shape=shape, strides=(0,) * len(shape))
     p = prepare(op, x, rank, windows, count_include_pad=count_include_pad,
                 divisor_override=divisor_override, nan_policy=nan_policy, **kw)
     if mask is None and not p.plan.nan_ignore:

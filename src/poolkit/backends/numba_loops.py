@@ -103,7 +103,8 @@ def avg_forward(x: np.ndarray, plan: Plan, skip=None):
         if fast is not None:
             return fast, None
     out = np.empty(plan.out_shape, dtype=x.dtype)
-    divs = np.empty(plan.out_shape, dtype=_plan.divs_dtype(x.dtype)) if ignoring else _dummy(_plan.divs_dtype(x.dtype))
+    dd = _plan.divs_dtype(x.dtype)
+    divs = np.empty(plan.out_shape, dtype=dd) if ignoring else _dummy(dd)
     K.avg_forward(_rows(plan), nt, x, out, _dummy(np.uint8), plan.table, 1, 1, plan.nan_ignore, 0,
                   lowest(x.dtype), _plan.empty_value(x.dtype, plan), plan.base_divisor.astype(x.dtype),
                   plan.divisor_override is None and plan.divide, divs, *_skip_args(skip), plan.divide)
