@@ -505,3 +505,23 @@ def test_fractional_and_spatial_pyramid_pooling_on_dask():
     assert isinstance(s, da.Array)
     np.testing.assert_array_equal(s.compute(), want_s)
     np.testing.assert_array_equal(si.compute(), want_si)
+
+
+def test_fractional_and_spatial_pyramid_pooling_on_dask_with_axes_and_nan():
+    # (H, C, W, N) pooled over axes (0, 2), NaN left out: each block gets its planes' samples
+    x = np.random.default_rng(2).standard_normal((11, 4, 9, 3))
+    x[np.random.default_rng(3).random(x.shape) < 0.3] = np.nan
+    x[:, 1, :, 0] = np.nan
+    dx = da.from_array(x, chunks=(4, 3, 5, 2))
+    u = np.random.default_rng(4).random((4, 3, 2))
+    kw = dict(samples=u, axes=(0, 2), nan_policy="ignore", return_indices=True)
+    got = poolkit.fractional_max_pool2d(dx, 2, output_size=(6, 5), **kw)
+    want = poolkit.fractional_max_pool2d(x, 2, output_size=(6, 5), **kw)
+    for g, w in zip(got, want):
+        assert isinstance(g, da.Array)
+        assert_identical(g.compute(), w)
+    for mode in ("max", "avg"):
+        s = poolkit.spatial_pyramid_pool2d(dx, (1, 2, 3), mode, axes=(0, 2), nan_policy="ignore")
+        assert isinstance(s, da.Array) and s.shape == (4, 3, 14)
+        assert_identical(s.compute(), poolkit.spatial_pyramid_pool2d(x, (1, 2, 3), mode, axes=(0, 2),
+                                                                     nan_policy="ignore"))

@@ -45,6 +45,17 @@ def starts(u: float, size: int, out: int, k: int) -> list:
     return [int((i + u) * alpha) - int(u * alpha) for i in range(out - 1)] + [size - k]
 
 
+def windows(rank, shape, kernel, out, u):
+    """Every output position ``(n, c, *pos)`` with its window (slices into plane ``x[n, c]``), by PyTorch's rule."""
+    sizes = shape[2:]
+    for n in range(shape[0]):
+        for c in range(shape[1]):
+            axes_starts = [starts(float(u[n, c, col]), s, o, k)
+                           for col, s, o, k in zip(fr.SAMPLE_COLUMN[rank], sizes, out, kernel)]
+            for pos in np.ndindex(*out):
+                yield (n, c) + pos, tuple(slice(st_[p], st_[p] + k) for st_, p, k in zip(axes_starts, pos, kernel))
+
+
 def random_case(rng, rank, dtype, values="normal", batched=True, strict3d=True):
     """A random input, kernel, output size and PyTorch-layout samples (float in x's dtype)."""
     N, C = int(rng.integers(1, 3)), int(rng.integers(1, 4))
@@ -229,20 +240,15 @@ def test_every_output_is_the_max_of_its_window(seed, rank, backend, values):
     x, kernel, out, u = random_case(rng, rank, np.float64, values, strict3d=False)
     y, idx = POOL[rank](x, kernel, out, return_indices=True, samples=u, backend=backend)
     sizes = x.shape[2:]
-    for n in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            axes_starts = [starts(float(u[n, c, col]), s, o, k)
-                           for col, s, o, k in zip(fr.SAMPLE_COLUMN[rank], sizes, out, kernel)]
-            for pos in np.ndindex(*out):
-                window = tuple(slice(st_[p], st_[p] + k) for st_, p, k in zip(axes_starts, pos, kernel))
-                block = x[n, c][window]
-                assert y[(n, c) + pos] == block.max()
-                where = np.unravel_index(idx[(n, c) + pos], sizes)
-                assert all(w.start <= i < w.stop for w, i in zip(window, where)), "index outside its window"
-                assert x[n, c][where] == y[(n, c) + pos]
-                # the first maximum in scan order
-                assert np.flatnonzero(block.ravel() == block.max())[0] == np.ravel_multi_index(
-                    tuple(i - w.start for w, i in zip(window, where)), block.shape)
+    for at, window in windows(rank, x.shape, kernel, out, u):
+        block = x[at[:2]][window]
+        assert y[at] == block.max()
+        where = np.unravel_index(idx[at], sizes)
+        assert all(w.start <= i < w.stop for w, i in zip(window, where)), "index outside its window"
+        assert x[at[:2]][where] == y[at]
+        # the first maximum in scan order
+        assert np.flatnonzero(block.ravel() == block.max())[0] == np.ravel_multi_index(
+            tuple(i - w.start for w, i in zip(window, where)), block.shape)
 
 
 @pytest.mark.parametrize("rank", (2, 3))
@@ -319,6 +325,124 @@ def test_auto_serves_with_numpy_while_compiling(tmp_path):
 
 
 # --------------------------------------------------------------------------- #
+# axes= and nan_policy
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("rank", (2, 3))
+def test_axes_pool_the_same_planes_wherever_they_lie(rank):
+    rng = np.random.default_rng(30 + rank)
+    x, kernel, out, u = random_case(rng, rank, np.float64, "ties")
+    y, idx = POOL[rank](x, kernel, out, return_indices=True, samples=u, backend="reference")
+    g = make_input(rng, y.shape, np.float64)
+    gx = BACK[rank](g, idx, x.shape, backend="reference")
+    own = tuple(range(2, rank + 2))
+    for backend in KERNEL_BACKENDS:
+        # naming the data format's own axes is the same call
+        ya, ia = POOL[rank](x, kernel, out, return_indices=True, samples=u, axes=own, backend=backend)
+        assert_identical(ya, y, backend)
+        assert_identical(ia, idx, backend)
+        # the axes shuffled: the same result, shuffled alike; the samples follow the other axes' order
+        perm = tuple(int(a) for a in rng.permutation(rank + 2))
+        xp = x.transpose(perm)
+        axes = tuple(perm.index(a) for a in own)
+        up = u if perm.index(0) < perm.index(1) else u.transpose(1, 0, 2)
+        yp, ip = POOL[rank](xp, kernel, out, return_indices=True, samples=up, axes=axes, backend=backend)
+        what = f"{backend} perm={perm}"
+        assert_identical(yp, y.transpose(perm), what)
+        assert_identical(ip, idx.transpose(perm), what)
+        gp = BACK[rank](g.transpose(perm), ip, xp.shape, axes=axes, backend=backend)
+        assert_identical(gp, gx.transpose(perm), what)
+
+
+def test_axes_with_more_or_no_batch_axes():
+    rng = np.random.default_rng(33)
+    x = make_input(rng, (2, 3, 4, 9, 8), np.float32, "ties")
+    u = rng.random((2, 3, 4, 2)).astype(np.float32)
+    y, idx = fr.fractional_max_pool2d(x, 2, (5, 4), return_indices=True, samples=u, axes=(-2, -1))
+    y4, i4 = fr.fractional_max_pool2d(x.reshape(6, 4, 9, 8), 2, (5, 4), return_indices=True, samples=u.reshape(6, 4, 2))
+    assert_identical(y, y4.reshape(y.shape))
+    assert_identical(idx, i4.reshape(idx.shape))
+    # a plain (H, W) array: one plane, samples of shape (2,)
+    y1, i1 = fr.fractional_max_pool2d(x[0, 0, 0], 2, (5, 4), return_indices=True, samples=u[0, 0, 0], axes=(0, 1))
+    assert_identical(y1, y[0, 0, 0])
+    assert_identical(i1, idx[0, 0, 0])
+    assert fr.fractional_max_pool2d(x[0, 0, 0], 2, output_ratio=0.5, rng=0, axes=(1, 0)).shape == (4, 4)
+
+
+def _nan_case(rng, rank, dtype=np.float64):
+    x, kernel, out, u = random_case(rng, rank, dtype, "ties", strict3d=False)
+    x[rng.random(x.shape) < 0.4] = np.nan
+    x[0, 0] = np.nan                                   # a plane of NaN only: its windows have no number
+    return x, kernel, out, u
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), rank=st.sampled_from((2, 3)), backend=st.sampled_from(KERNEL_BACKENDS))
+def test_nan_policy_ignore_is_the_nanmax_of_each_window(seed, rank, backend):
+    rng = np.random.default_rng(seed)
+    x, kernel, out, u = _nan_case(rng, rank)
+    y, idx = POOL[rank](x, kernel, out, return_indices=True, samples=u, nan_policy="ignore", backend=backend)
+    for at, window in windows(rank, x.shape, kernel, out, u):
+        block = x[at[:2]][window].ravel()
+        if np.isnan(block).all():
+            assert np.isnan(y[at]) and idx[at] == -1
+            continue
+        best = np.nanmax(block)
+        assert y[at] == best
+        first = int(np.flatnonzero(block == best)[0])          # ties: the first in scan order
+        where = tuple(w.start + i for w, i in zip(window, np.unravel_index(first, kernel)))
+        assert idx[at] == np.ravel_multi_index(where, x.shape[2:])
+    # the gradient skips windows with no number, and reaches no NaN element
+    g = rng.standard_normal(y.shape)
+    gx = BACK[rank](g, idx, x.shape, backend=backend)
+    assert np.all(gx[np.isnan(x)] == 0)
+    np.testing.assert_allclose(gx.sum(), g[idx >= 0].sum(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rank", (2, 3))
+def test_nan_policy_backends_agree_bit_for_bit(rank):
+    rng = np.random.default_rng(40 + rank)
+    for dtype in (np.float32, np.float64):
+        x, kernel, out, u = _nan_case(rng, rank, dtype)
+        want = POOL[rank](x, kernel, out, return_indices=True, samples=u, nan_policy="ignore", backend="reference")
+        for backend in KERNEL_BACKENDS + ("auto",):
+            got = POOL[rank](x, kernel, out, return_indices=True, samples=u, nan_policy="ignore", backend=backend)
+            assert_identical(got[0], want[0], backend)
+            assert_identical(got[1], want[1], backend)
+
+
+def test_nan_policy_ignore_without_nan_changes_nothing():
+    rng = np.random.default_rng(44)
+    x, kernel, out, u = random_case(rng, 2, np.float64, "ties")
+    for xin in (x, (x * 10).astype(np.int16)):
+        for backend in KERNEL_BACKENDS:
+            a = fr.fractional_max_pool2d(xin, kernel, out, return_indices=True, samples=u, backend=backend)
+            b = fr.fractional_max_pool2d(xin, kernel, out, return_indices=True, samples=u, nan_policy="ignore",
+                                         backend=backend)
+            assert_identical(a[0], b[0])
+            assert_identical(a[1], b[1])
+
+
+def test_layer_axes_and_nan_policy():
+    rng = np.random.default_rng(45)
+    x = rng.standard_normal((9, 8, 3))                       # (H, W, C), pooled with axes
+    x[:4, :4, 1] = np.nan
+    layer = fr.FractionalMaxPool2d(2, 4, axes=(0, 1), nan_policy="ignore", rng=0)
+    assert repr(layer) == ("FractionalMaxPool2d(kernel_size=2, output_size=4, output_ratio=None, return_indices=False, "
+                           "data_format='NCHW', axes=(0, 1), nan_policy='ignore', backend='auto')")
+    y = layer(x)
+    assert y.shape == (4, 4, 3) and layer.samples.shape == (3, 2)
+    want, idx = fr.fractional_max_pool2d(x, 2, 4, return_indices=True, samples=layer.samples, axes=(0, 1),
+                                         nan_policy="ignore")
+    assert_identical(y, want)
+    g = rng.standard_normal(y.shape)
+    assert_identical(layer.backward(g), fr.fractional_max_pool2d_backward(g, idx, x.shape, axes=(0, 1)))
+    with pytest.raises(ValueError, match=r"`axes` must name 2 axes for 2-D pooling"):
+        fr.FractionalMaxPool2d(2, 4, axes=(0, 1, 2))
+    with pytest.raises(ValueError, match="nan_policy='omit'"):
+        fr.FractionalMaxPool2d(2, 4, nan_policy="omit")
+
+
+# --------------------------------------------------------------------------- #
 # errors: one per path
 # --------------------------------------------------------------------------- #
 X = np.zeros((1, 2, 6, 6))
@@ -390,6 +514,21 @@ def test_rng_error(rng):
 def test_input_errors(x, kw, exc, match):
     with pytest.raises(exc, match=match):
         fr.fractional_max_pool2d(x, 2, 3, **kw)
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(axes=(1, 1)), ValueError, "must not repeat an axis"),
+    (dict(axes=(2, 4)), ValueError, r"`axes`=\(2, 4\) is out of range for `x` with 4 dimensions"),
+    (dict(axes=2), ValueError, r"`axes` must name 2 axes for 2-D pooling"),
+    (dict(axes=(2.0, 3)), TypeError, r"`axes` must be an int or a tuple of ints"),
+    (dict(axes=(2, 3), samples=np.zeros((2, 1, 2))), ValueError,
+     r"`samples` must have shape \(the other axes of `x`\.\.\., 2\) = \(1, 2, 2\), one sample per plane.*"
+     r"got shape \(2, 1, 2\)"),
+    (dict(nan_policy="omit"), ValueError, "`nan_policy` must be 'propagate' or 'ignore', but got nan_policy='omit'"),
+])
+def test_axes_and_nan_policy_errors(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        fr.fractional_max_pool2d(X, 2, 3, **kw)
 
 
 def test_backward_index_error():

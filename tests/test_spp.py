@@ -171,6 +171,142 @@ def test_empty_batch():
 
 
 # --------------------------------------------------------------------------- #
+# axes= and nan_policy
+# --------------------------------------------------------------------------- #
+LEVELS = (1, 2, 3)
+
+
+def per_plane(v, channels, levels=LEVELS):
+    """A data_format result (N, C * sum(l*l)), level-major, as (N, C, sum(l*l)): what axes= gives."""
+    parts, at = [], 0
+    for lv in levels:
+        parts.append(v[:, at: at + channels * lv * lv].reshape(v.shape[0], channels, lv * lv))
+        at += channels * lv * lv
+    return np.concatenate(parts, axis=-1)
+
+
+@pytest.mark.parametrize("mode", spp.MODES)
+def test_axes_pool_the_same_planes_wherever_they_lie(mode):
+    rng = np.random.default_rng(50 + len(mode))
+    x = make_input(rng, (2, 3, 7, 9), np.float64, "ties")
+    res = spp.spatial_pyramid_pool2d(x, LEVELS, mode, mode == "max", backend="reference")
+    y, idx = res if mode == "max" else (res, None)
+    g = make_input(rng, y.shape, np.float64)
+    gx = spp.spatial_pyramid_pool2d_backward(g, x.shape, LEVELS, mode, indices=idx, backend="reference")
+    want, want_idx, want_g = per_plane(y, 3), None if idx is None else per_plane(idx, 3), per_plane(g, 3)
+    for backend in BACKENDS:
+        # pooled over (H, W) = axes (2, 3): each plane's features on a last axis
+        perm = tuple(int(a) for a in rng.permutation(4))
+        xp, axes = x.transpose(perm), (perm.index(2), perm.index(3))
+        swap = perm.index(0) > perm.index(1)                  # the other axes keep their order in xp
+        res = spp.spatial_pyramid_pool2d(xp, LEVELS, mode, mode == "max", axes=axes, backend=backend)
+        yp, ip = res if mode == "max" else (res, None)
+        what = f"{backend} perm={perm}"
+        assert_identical(yp.swapaxes(0, 1) if swap else yp, want, what)
+        if mode == "max":
+            assert_identical(ip.swapaxes(0, 1) if swap else ip, want_idx, what)
+        gp = spp.spatial_pyramid_pool2d_backward(want_g.swapaxes(0, 1) if swap else want_g, xp.shape, LEVELS, mode,
+                                                 indices=ip, axes=axes, backend=backend)
+        assert gp.flags.c_contiguous
+        np.testing.assert_allclose(gp, gx.transpose(perm), rtol=1e-12, atol=1e-12, err_msg=what)
+
+
+def test_axes_with_more_or_no_batch_axes():
+    rng = np.random.default_rng(52)
+    x = make_input(rng, (2, 3, 4, 7, 6), np.float32, "ties")
+    y, idx = spp.spatial_pyramid_pool2d(x, LEVELS, return_indices=True, axes=(-2, -1))
+    y1, i1 = spp.spatial_pyramid_pool2d(x.reshape(24, 1, 7, 6), LEVELS, return_indices=True)
+    assert y.shape == (2, 3, 4, 14)
+    assert_identical(y, y1.reshape(y.shape))
+    assert_identical(idx, i1.reshape(idx.shape))
+    ya = spp.spatial_pyramid_pool2d(x[0, 0, 0], LEVELS, "avg", axes=(0, 1))
+    np.testing.assert_allclose(ya, spp.spatial_pyramid_pool2d(x[:1, :1, 0], LEVELS, "avg")[0], rtol=1e-6)
+
+
+def windows_oracle(x, levels, mode, g):
+    """nan_policy='ignore' over explicit windows of an (N, C, H, W) array: values, indices and the gradient."""
+    N, C, H, W = x.shape
+    ys, idxs, gx, k = [], [], np.zeros_like(x), 0
+    for lv in levels:
+        for c in range(C):
+            for i in range(lv):
+                for j in range(lv):
+                    r0, r1 = adaptive_bounds(H, lv, i)
+                    c0, c1 = adaptive_bounds(W, lv, j)
+                    for n in range(N):
+                        block = x[n, c, r0:r1, c0:c1]
+                        ok = ~np.isnan(block)
+                        if not ok.any():
+                            ys.append(np.nan)
+                            idxs.append(-1)
+                            continue
+                        if mode == "max":
+                            best = np.nanmax(block)
+                            r, q = np.unravel_index(int(np.flatnonzero(block.ravel() == best)[0]), block.shape)
+                            ys.append(best)
+                            idxs.append((r0 + r) * W + c0 + q)
+                            gx[n, c, r0 + r, c0 + q] += g[n, k]
+                        else:
+                            ys.append(np.nanmean(block))
+                            idxs.append(0)
+                            gx[n, c, r0:r1, c0:c1] += np.where(ok, g[n, k] / ok.sum(), 0)
+                    k += 1
+    shape = (N, len(ys) // N)
+    return (np.array(ys).reshape(shape[1], N).T, np.array(idxs).reshape(shape[1], N).T, gx)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 9), w=st.integers(1, 9), mode=st.sampled_from(spp.MODES),
+       backend=st.sampled_from(KERNEL_BACKENDS))
+def test_nan_policy_ignore_leaves_nan_out_of_each_window(seed, h, w, mode, backend):
+    rng = np.random.default_rng(seed)
+    x = make_input(rng, (2, 3, h, w), np.float64, "ties")
+    x[rng.random(x.shape) < 0.4] = np.nan
+    x[0, 1] = np.nan                                           # a plane of NaN only
+    want, want_idx, _ = windows_oracle(x, LEVELS, mode, np.zeros((2, 3 * 14)))
+    g = rng.standard_normal(want.shape)
+    want_g = windows_oracle(x, LEVELS, mode, g)[2]
+    res = spp.spatial_pyramid_pool2d(x, LEVELS, mode, mode == "max", nan_policy="ignore", backend=backend)
+    y, idx = res if mode == "max" else (res, None)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    if mode == "max":
+        np.testing.assert_array_equal(idx, want_idx)
+    gx = spp.spatial_pyramid_pool2d_backward(g, x.shape, LEVELS, mode, indices=idx, nan_policy="ignore",
+                                             x=x if mode == "avg" else None, backend=backend)
+    np.testing.assert_allclose(gx, want_g, rtol=1e-12, atol=1e-12)
+    # the layer keeps what backward needs (for averages: where the NaN were), channels-last and with axes alike
+    for kw, xin, back in ((dict(), x, lambda v: v), (dict(data_format="NHWC"), nhwc(x), nchw),
+                          (dict(axes=(2, 3)), x, lambda v: v)):
+        layer = spp.SpatialPyramidPool2d(LEVELS, mode, nan_policy="ignore", backend=backend, **kw)
+        yl = layer(xin)
+        gl = g if "axes" not in kw else per_plane(g, 3)
+        np.testing.assert_allclose(back(layer.backward(gl)), want_g, rtol=1e-12, atol=1e-12)
+        assert layer.saved_nbytes == (yl.size * 8 if mode == "max" else x.size)
+
+
+def test_nan_policy_propagate_is_torchs():
+    x = np.random.default_rng(53).standard_normal((1, 2, 5, 5))
+    x[0, 0, 0, 0] = np.nan
+    for mode in spp.MODES:
+        _, yt = torch_spp(x, LEVELS, mode)
+        np.testing.assert_array_equal(spp.spatial_pyramid_pool2d(x, LEVELS, mode), yt.detach().numpy())
+
+
+def test_layer_axes_repr_and_errors():
+    layer = spp.SpatialPyramidPool2d((1, 2), "avg", axes=(0, 1), nan_policy="ignore")
+    assert repr(layer) == ("SpatialPyramidPool2d(levels=(1, 2), mode='avg', data_format='NCHW', axes=(0, 1), "
+                           "nan_policy='ignore', backend='auto')")
+    y = layer(np.ones((4, 4, 3)))
+    assert y.shape == (3, 5)
+    for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+        assert_identical(clone.backward(np.ones_like(y)), layer.backward(np.ones_like(y)))
+    with pytest.raises(TypeError, match=r"`axes` must be an int or a tuple of ints"):
+        spp.SpatialPyramidPool2d(axes="HW")
+    with pytest.raises(ValueError, match="nan_policy='omit'"):
+        spp.SpatialPyramidPool2d(nan_policy="omit")
+
+
+# --------------------------------------------------------------------------- #
 # errors: one per path
 # --------------------------------------------------------------------------- #
 X = np.zeros((1, 2, 4, 4))
@@ -186,6 +322,10 @@ X = np.zeros((1, 2, 4, 4))
     (dict(return_indices="yes"), TypeError, "return_indices='yes'"),
     (dict(data_format="NCL"), ValueError, "data_format"),
     (dict(backend="tpu"), ValueError, "backend='tpu'"),
+    (dict(axes=(2, 2)), ValueError, "must not repeat an axis"),
+    (dict(axes=(2, 4)), ValueError, r"`axes`=\(2, 4\) is out of range for `x` with 4 dimensions"),
+    (dict(axes=3), ValueError, r"`axes` must name 2 axes for 2-D pooling"),
+    (dict(nan_policy="omit"), ValueError, "`nan_policy` must be 'propagate' or 'ignore', but got nan_policy='omit'"),
 ])
 def test_forward_errors(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -213,6 +353,12 @@ I = np.zeros((1, 10), dtype=np.int64)
     ((G, (1, 2, 4), (1, 2)), dict(indices=I), ValueError, "input_shape"),
     ((G, "shape", (1, 2)), dict(indices=I), TypeError, "input_shape"),
     ((G, X.shape, (1, 2)), dict(indices=I + 16), ValueError, r"`indices` must lie in \[0, 16\)"),
+    ((G, X.shape, (1, 2), "avg"), dict(nan_policy="ignore"), ValueError,
+     r"nan_policy='ignore' needs the forward input: pass it as `x=`"),
+    ((G, X.shape, (1, 2), "avg"), dict(nan_policy="ignore", x=X[0]), ValueError,
+     r"`x` must have shape `input_shape`=\(1, 2, 4, 4\), but got shape \(2, 4, 4\)"),
+    ((G, X.shape, (1, 2), "avg"), dict(nan_policy="omit"), ValueError, "nan_policy='omit'"),
+    ((G, X.shape, (1, 2), "avg"), dict(axes=(2, 3)), ValueError, r"shape \(1, 2, 5\).*got shape \(1, 10\)"),
 ])
 def test_backward_errors(args, kw, exc, match):
     with pytest.raises(exc, match=match):

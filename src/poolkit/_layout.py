@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["CHANNELS_FIRST", "CHANNELS_LAST", "Layout", "DtypePolicy", "as_input_array", "dtype_policy",
-           "format_rank", "merge_pooled", "resolve_axes"]
+           "check_axes", "format_rank", "merge_pooled", "resolve_axes"]
 
 _FORMATS = {
     1: {"NCL": "first", "NLC": "last"},
@@ -149,6 +149,19 @@ def _format_kind(data_format: str, rank: int) -> str:
     return kinds[key]
 
 
+def check_axes(axes, rank: int) -> Tuple[int, ...]:
+    """``axes`` as a tuple of ``rank`` ints (an int for rank 1), or a clear error; ranges are checked against
+    an array's dimensions by :func:`resolve_axes`."""
+    if isinstance(axes, (int, np.integer)) and not isinstance(axes, bool):
+        axes = (axes,)
+    if not isinstance(axes, (tuple, list)) or not all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
+        raise TypeError(f"`axes` must be an int or a tuple of ints, but got axes={axes!r}.")
+    if len(axes) != rank:
+        raise ValueError(f"`axes` must name {rank} axes for {rank}-D pooling, but got axes={tuple(axes)!r}.")
+    return tuple(int(a) for a in axes)
+
+
 def resolve_axes(shape: Tuple[int, ...], rank: int, data_format: str, axes,
                  name: str = "x") -> Tuple[Tuple[int, ...], Optional[int]]:
     """Which axes of an array of ``shape`` are pooled, and which (if any) is the channel axis.
@@ -158,13 +171,7 @@ def resolve_axes(shape: Tuple[int, ...], rank: int, data_format: str, axes,
     """
     ndim = len(shape)
     if axes is not None:
-        if isinstance(axes, (int, np.integer)) and not isinstance(axes, bool):
-            axes = (axes,)
-        if not isinstance(axes, (tuple, list)) or not all(
-                isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
-            raise TypeError(f"`axes` must be an int or a tuple of ints, but got axes={axes!r}.")
-        if len(axes) != rank:
-            raise ValueError(f"`axes` must name {rank} axes for {rank}-D pooling, but got axes={tuple(axes)!r}.")
+        axes = check_axes(axes, rank)
         norm = []
         for a in axes:
             if not -ndim <= a < ndim:

@@ -29,10 +29,10 @@ from typing import List, Optional, Sequence, Tuple, Union, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._core import _check_sizes, check_backend, check_grad
+from ._core import _check_sizes, check_backend, check_grad, check_nan_policy
 from ._geometry import as_bool, dim_names, normalize_ints
-from ._layout import (CHANNELS_FIRST, CHANNELS_LAST, Layout, as_input_array, dtype_policy, is_dask_array,
-                      resolve_axes)
+from ._layout import (CHANNELS_FIRST, CHANNELS_LAST, Layout, as_input_array, check_axes, dtype_policy,
+                      is_dask_array, resolve_axes)
 from .backends._fractional import window_argmax
 from .functional import max_pool2d_backward, max_pool3d_backward
 from .layers import missing_context
@@ -137,17 +137,16 @@ def sample_dtype(x_dtype: np.dtype) -> np.dtype:
     return compute if compute.kind == "f" else np.dtype(np.float64)
 
 
-def _check_samples(samples, shape: Tuple[int, int, int], batched: bool) -> np.ndarray:
-    """``samples`` as an (N, C, rank) float array in [0, 1), or a clear error."""
+def _check_samples(samples, shape: Tuple[int, ...], also: Optional[Tuple[int, ...]], label: str) -> np.ndarray:
+    """``samples`` as a float array of ``shape`` (or of ``also``, reshaped) in [0, 1), or a clear error."""
     u = as_input_array(samples, "samples")
     if u.dtype.kind != "f" and u.dtype.name != "bfloat16":
         raise TypeError(f"`samples` must be floating point (PyTorch's `_random_samples`), but got dtype={u.dtype}.")
-    N, C, r = shape
-    if not batched and u.shape == (C, r):
+    if also is not None and u.shape == also:
         u = u.reshape(shape)                       # unbatched input: (C, rank) is accepted for (1, C, rank)
     if u.shape != shape:
-        also = f" (or {(C, r)} for this unbatched input)" if not batched else ""
-        raise ValueError(f"`samples` must have shape (N, C, {r}) = {shape}{also}, one sample per plane and "
+        alt = f" (or {also} for this unbatched input)" if also is not None else ""
+        raise ValueError(f"`samples` must have shape {label} = {shape}{alt}, one sample per plane and "
                          f"pooled axis, but got shape {tuple(u.shape)}.")
     bad = ~((u >= 0) & (u < 1))                    # also catches NaN
     if bad.any():
@@ -156,10 +155,40 @@ def _check_samples(samples, shape: Tuple[int, int, int], batched: bool) -> np.nd
     return u
 
 
-def _draw_samples(samples, rng, shape, batched: bool, x_dtype) -> np.ndarray:
-    if samples is not None:
-        return _check_samples(samples, shape, batched)
-    return check_rng(rng).random(shape, dtype=sample_dtype(x_dtype).type)
+@dataclass(frozen=True)
+class _Planes:
+    """The planes of one call: which axes are pooled, and the shape of the samples (one per plane and axis).
+
+    ``samples_shape`` is PyTorch's ``(N, C, rank)`` with ``data_format`` (``(1, C, rank)`` for unbatched input,
+    which also takes ``(C, rank)``), and ``(every other axis..., rank)`` with ``axes``.
+    """
+
+    pooled: Tuple[int, ...]
+    samples_shape: Tuple[int, ...]
+    also: Optional[Tuple[int, ...]]              # the accepted alternative shape, or None
+    others: Tuple[int, ...]                      # the non-pooled axes, in order
+    label: str                                   # the shape in words, for errors
+
+    @classmethod
+    def of(cls, shape: Tuple[int, ...], rank: int, data_format, axes) -> "_Planes":
+        pooled, channel_axis = resolve_axes(shape, rank, data_format, axes)
+        _check_sizes(shape, pooled, channel_axis)
+        others = tuple(a for a in range(len(shape)) if a not in pooled)
+        planes = tuple(shape[a] for a in others)
+        if axes is None:
+            also = planes + (rank,) if len(shape) == rank + 1 else None    # unbatched: PyTorch's (1, C, rank)
+            return cls(pooled, (1,) * (also is not None) + planes + (rank,), also, others, f"(N, C, {rank})")
+        return cls(pooled, planes + (rank,), None, others, f"(the other axes of `x`..., {rank})")
+
+    def samples(self, samples, rng, x_dtype) -> np.ndarray:
+        """The given samples, checked, or new ones drawn from ``rng``; of :attr:`samples_shape`."""
+        if samples is not None:
+            return _check_samples(samples, self.samples_shape, self.also, self.label)
+        return check_rng(rng).random(self.samples_shape, dtype=sample_dtype(x_dtype).type)
+
+    def per_plane(self, u: np.ndarray) -> np.ndarray:
+        """``u`` as (planes along the non-pooled axes..., rank), dropping an unbatched input's leading 1."""
+        return u.reshape(self.also) if self.also is not None else u
 
 
 def window_starts(u: np.ndarray, size: int, out: int, k: int, axis_name: str) -> np.ndarray:
@@ -189,40 +218,39 @@ def window_starts(u: np.ndarray, size: int, out: int, k: int, axis_name: str) ->
 # --------------------------------------------------------------------------- #
 # the pooling
 # --------------------------------------------------------------------------- #
-def _pool(spec: FractionalSpec, x, samples, rng, data_format, backend):
-    """Validate one call and pool. Returns ``(out, indices, samples)``, samples as (N, C, rank)."""
+def _pool(spec: FractionalSpec, x, samples, rng, data_format, axes, nan_policy, backend):
+    """Validate one call and pool. Returns ``(out, indices, samples)``, samples of ``_Planes.samples_shape``."""
     x = as_input_array(x, lazy=True)
     if is_dask_array(x):
-        return _pool_dask(spec, x, samples, rng, data_format, backend)
+        return _pool_dask(spec, x, samples, rng, data_format, axes, nan_policy, backend)
     rank = spec.rank
     policy = dtype_policy(x.dtype, "max")
-    pooled, channel_axis = resolve_axes(x.shape, rank, data_format, None)
-    _check_sizes(x.shape, pooled, channel_axis)
+    planes = _Planes.of(tuple(x.shape), rank, data_format, axes)
+    ignore = check_nan_policy(nan_policy)
     backend_name = check_backend(backend)
-    batched = x.ndim == rank + 2
-    layout = Layout.make(tuple(x.shape), pooled)
+    layout = Layout.make(tuple(x.shape), planes.pooled)
     out_sizes = spec.output_sizes(layout.sizes, tuple(x.shape))
-    plane_shape = (x.shape[0] if batched else 1, x.shape[channel_axis], rank)
-    u = _draw_samples(samples, rng, plane_shape, batched, x.dtype)
+    u = planes.samples(samples, rng, x.dtype)
 
-    # Starts per axis as (B, C) of the canonical layout: (N*C, 1) channels-first, (N, C) channels-last.
+    # Starts per axis as (B, C) of the canonical layout: the non-pooled axes before the pooled ones make B,
+    # those after them C (all in B when the pooled axes are moved last): the samples' order either way.
     B, Cl = layout.batch, layout.channels
+    up = u.reshape(B, Cl, rank)
     names = dim_names(rank)
     starts: List[np.ndarray] = [np.zeros((B, Cl, 1), dtype=np.int64)] * (3 - rank)      # 2-D: D is 1
     for a, col in enumerate(SAMPLE_COLUMN[rank]):
-        s = window_starts(u[:, :, col], layout.sizes[a], out_sizes[a], spec.kernel[a], names[a])
-        starts.append(s.reshape(B, Cl, out_sizes[a]))
+        starts.append(window_starts(up[:, :, col], layout.sizes[a], out_sizes[a], spec.kernel[a], names[a]))
     kernel3 = (1,) * (3 - rank) + spec.kernel
 
     x5 = layout.to_canonical(x)                                  # (B, D, H, W, Cl)
-    out_layout = Layout.make(layout.user_shape(out_sizes), pooled)
+    out_layout = Layout.make(layout.user_shape(out_sizes), planes.pooled)
     out5_shape = out_layout.canonical
     if x5.size == 0:
         idx5 = np.zeros(out5_shape, dtype=np.int64)
         y5 = np.zeros(out5_shape, dtype=x5.dtype)
     else:
         xc = x5.astype(policy.compute) if policy.converts else x5
-        idx5, y5 = window_argmax(xc, (starts[0], starts[1], starts[2]), kernel3, backend_name)
+        idx5, y5 = window_argmax(xc, (starts[0], starts[1], starts[2]), kernel3, backend_name, ignore)
         # the maxima are input elements: back in x's dtype (float16, bool) they are exact
         y5 = y5.astype(x5.dtype, copy=False)
     y = out_layout.from_canonical(y5.reshape(out5_shape), out_sizes)
@@ -230,7 +258,7 @@ def _pool(spec: FractionalSpec, x, samples, rng, data_format, backend):
     return y, indices, u
 
 
-def _pool_dask(spec: FractionalSpec, x, samples, rng, data_format, backend):
+def _pool_dask(spec: FractionalSpec, x, samples, rng, data_format, axes, nan_policy, backend):
     """:func:`_pool` of a Dask array, lazily: each plane whole in one chunk (its windows are its own), each
     block pooled with its planes' samples (drawn here, up front), on one thread per task."""
     import dask.array as da
@@ -238,24 +266,23 @@ def _pool_dask(spec: FractionalSpec, x, samples, rng, data_format, backend):
     from ._threads import threads
 
     rank = spec.rank
-    pooled, channel_axis = resolve_axes(x.shape, rank, data_format, None)
-    _check_sizes(x.shape, pooled, channel_axis)
+    planes = _Planes.of(tuple(x.shape), rank, data_format, axes)
+    check_nan_policy(nan_policy)
     check_backend(backend)
     dtype_policy(x.dtype, "max")
-    batched = x.ndim == rank + 2
-    layout = Layout.make(tuple(x.shape), pooled)
+    layout = Layout.make(tuple(x.shape), planes.pooled)
     out_sizes = spec.output_sizes(layout.sizes, tuple(x.shape))
-    u = _draw_samples(samples, rng, (x.shape[0] if batched else 1, x.shape[channel_axis], rank), batched, x.dtype)
-    x = x.rechunk({a: -1 for a in pooled})
-    chunks = tuple((n,) if a in pooled else c for a, (n, c) in
+    u = planes.samples(samples, rng, x.dtype)
+    per_plane = planes.per_plane(u)                           # (non-pooled axes..., rank)
+    x = x.rechunk({a: -1 for a in planes.pooled})
+    chunks = tuple((n,) if a in planes.pooled else c for a, (n, c) in
                    enumerate(zip(layout.user_shape(out_sizes), x.chunks)))
     offsets = [np.cumsum((0,) + c) for c in x.chunks]
 
     def block(xb, block_id=None, want=0):
-        b = slice(offsets[0][block_id[0]], offsets[0][block_id[0] + 1]) if batched else slice(0, 1)
-        c = slice(offsets[channel_axis][block_id[channel_axis]], offsets[channel_axis][block_id[channel_axis] + 1])
+        where = tuple(slice(offsets[a][block_id[a]], offsets[a][block_id[a] + 1]) for a in planes.others)
         with threads(1):
-            res = _pool(spec, xb, u[b, c] if batched else u[b, c].reshape(-1, rank), None, data_format, backend)
+            res = _pool(spec, xb, per_plane[where], None, data_format, axes, nan_policy, backend)
         return res[want]
 
     y = da.map_blocks(block, x, chunks=chunks, dtype=x.dtype, want=0)
@@ -292,7 +319,10 @@ _DOC = """{rank}-D fractional max pooling over {dims} of ({batch}, C, {dims}) or
     samples : array_like of float, shape (N, C, {rank}), optional
         One number in [0, 1) per plane and pooled axis, in PyTorch's
         ``_random_samples`` layout: ``samples[n, c]`` is ordered
-        {columns}. Unbatched input: (1, C, {rank}) or (C, {rank}). The window
+        {columns}. Unbatched input: (1, C, {rank}) or (C, {rank}). With
+        ``axes``: (every other axis of ``x``, in order..., {rank}), the
+        columns in the same order over the pooled axes as given (so
+        ``axes={axes_first}`` is ``data_format="{first}"``). The window
         arithmetic runs in their dtype (PyTorch uses the input's).
         Default: drawn from ``rng``.
     rng : None, int or numpy.random.Generator
@@ -301,13 +331,22 @@ _DOC = """{rank}-D fractional max pooling over {dims} of ({batch}, C, {dims}) or
         compute dtype: float32 for float16, bfloat16 and float32 input,
         float64 for float64 and integer input.
     data_format : {{"{first}", "{last}", "channels_first", "channels_last"}}
+    axes : tuple of {rank} ints, optional
+        Pool over these axes ({dims}, in this order) instead of those
+        ``data_format`` names; every other axis is a batch axis, and each
+        plane (each position along them) has its own windows.
+    nan_policy : {{"propagate", "ignore"}}
+        "propagate" (PyTorch's rule): a window holding NaN gives NaN and the
+        index of its last NaN. "ignore": NaN elements never win (as
+        ``np.nanmax``); a window of NaN only gives NaN and index -1 (no
+        gradient).
     backend : {{"auto", "numba", "img2col", "reference"}}
         All give the same bits.
 
     Returns
     -------
     out : ndarray, shape ({batch}, C, *output_size)
-        Dtype of ``x``.
+        With ``axes``: ``x.shape`` with the pooled axes resized. Dtype of ``x``.
     indices : ndarray of int64, same shape
         Only if ``return_indices``.
 
@@ -339,31 +378,32 @@ def _doc(rank: int) -> str:
         extra = dict(n=27, shape="1, 1, 3, 3, 3", osize=2, ratio_shape="(1, 1, 1, 1, 1)", show="y.ravel()",
                      y="array([13., 14., 16., 17., 22., 23., 25., 26.])")
     return _DOC.format(rank=rank, dims=", ".join(dim_names(rank)), batch="N", first=CHANNELS_FIRST[rank],
-                       last=CHANNELS_LAST[rank], columns=_COLUMN_NAMES[rank], **extra)
+                       last=CHANNELS_LAST[rank], columns=_COLUMN_NAMES[rank],
+                       axes_first=tuple(range(2, rank + 2)), **extra)
 
 
 def _fractional(rank, x, kernel_size, output_size, output_ratio, return_indices, samples, rng, data_format,
-                backend) -> Pooled:
+                axes, nan_policy, backend) -> Pooled:
     ri = as_bool(return_indices, "return_indices")
     spec = FractionalSpec.from_args(rank, kernel_size, output_size, output_ratio)
-    y, idx, _ = _pool(spec, x, samples, rng, data_format, backend)
+    y, idx, _ = _pool(spec, x, samples, rng, data_format, axes, nan_policy, backend)
     return (y, idx) if ri else y
 
 
 def fractional_max_pool2d(x: ArrayLike, kernel_size: Ints, output_size: Optional[Ints] = None,
                           output_ratio: Optional[Ratios] = None, return_indices: bool = False, *,
                           samples: Optional[ArrayLike] = None, rng: RngLike = None, data_format: str = "NCHW",
-                          backend: str = "auto") -> Pooled:
+                          axes: Optional[Ints] = None, nan_policy: str = "propagate", backend: str = "auto") -> Pooled:
     return _fractional(2, x, kernel_size, output_size, output_ratio, return_indices, samples, rng, data_format,
-                       backend)
+                       axes, nan_policy, backend)
 
 
 def fractional_max_pool3d(x: ArrayLike, kernel_size: Ints, output_size: Optional[Ints] = None,
                           output_ratio: Optional[Ratios] = None, return_indices: bool = False, *,
                           samples: Optional[ArrayLike] = None, rng: RngLike = None, data_format: str = "NCDHW",
-                          backend: str = "auto") -> Pooled:
+                          axes: Optional[Ints] = None, nan_policy: str = "propagate", backend: str = "auto") -> Pooled:
     return _fractional(3, x, kernel_size, output_size, output_ratio, return_indices, samples, rng, data_format,
-                       backend)
+                       axes, nan_policy, backend)
 
 
 fractional_max_pool2d.__doc__ = _doc(2)
@@ -371,7 +411,8 @@ fractional_max_pool3d.__doc__ = _doc(3)
 
 
 def fractional_max_pool2d_backward(grad_output: ArrayLike, indices: ArrayLike, input_shape: Sequence[int], *,
-                                   data_format: str = "NCHW", backend: str = "auto") -> np.ndarray:
+                                   data_format: str = "NCHW", axes: Optional[Ints] = None,
+                                   backend: str = "auto") -> np.ndarray:
     """Gradient of :func:`fractional_max_pool2d` from its indices.
 
     Each upstream value goes to the input element that won its window;
@@ -386,7 +427,7 @@ def fractional_max_pool2d_backward(grad_output: ArrayLike, indices: ArrayLike, i
         From the forward call with ``return_indices=True``.
     input_shape : tuple of ints
         Shape of the forward input.
-    data_format, backend
+    data_format, axes, backend
         As in the forward call.
 
     Returns
@@ -402,11 +443,13 @@ def fractional_max_pool2d_backward(grad_output: ArrayLike, indices: ArrayLike, i
     >>> float(g.sum()) == y.size
     True
     """
-    return max_pool2d_backward(grad_output, indices, input_shape, data_format=data_format, backend=backend)
+    return max_pool2d_backward(grad_output, indices, input_shape, data_format=data_format, axes=axes,
+                               backend=backend)
 
 
 def fractional_max_pool3d_backward(grad_output: ArrayLike, indices: ArrayLike, input_shape: Sequence[int], *,
-                                   data_format: str = "NCDHW", backend: str = "auto") -> np.ndarray:
+                                   data_format: str = "NCDHW", axes: Optional[Ints] = None,
+                                   backend: str = "auto") -> np.ndarray:
     """Gradient of :func:`fractional_max_pool3d` from its indices (:func:`poolkit.max_pool3d_backward`).
 
     Examples
@@ -417,7 +460,8 @@ def fractional_max_pool3d_backward(grad_output: ArrayLike, indices: ArrayLike, i
     >>> poolkit.fractional_max_pool3d_backward(np.ones_like(y), idx, x.shape).shape
     (1, 1, 4, 4, 4)
     """
-    return max_pool3d_backward(grad_output, indices, input_shape, data_format=data_format, backend=backend)
+    return max_pool3d_backward(grad_output, indices, input_shape, data_format=data_format, axes=axes,
+                               backend=backend)
 
 
 # --------------------------------------------------------------------------- #
@@ -443,13 +487,16 @@ class _FractionalMaxPoolNd:
 
     def __init__(self, kernel_size: Ints, output_size: Optional[Ints] = None, output_ratio: Optional[Ratios] = None,
                  return_indices: bool = False, *, rng: RngLike = None, data_format: Optional[str] = None,
-                 backend: str = "auto"):
+                 axes: Optional[Ints] = None, nan_policy: str = "propagate", backend: str = "auto"):
         # Everything is checked now, not at the first forward.
         self._spec = FractionalSpec.from_args(self._rank, kernel_size, output_size, output_ratio)
         self.kernel_size, self.output_size, self.output_ratio = kernel_size, output_size, output_ratio
         self.return_indices = as_bool(return_indices, "return_indices")
         self.data_format = CHANNELS_FIRST[self._rank] if data_format is None else data_format
         resolve_axes((1,) * (self._rank + 2), self._rank, self.data_format, None)      # a valid name?
+        self.axes = None if axes is None else check_axes(axes, self._rank)
+        check_nan_policy(nan_policy)
+        self.nan_policy = nan_policy
         check_backend(backend)
         self.backend = backend
         self._rng = check_rng(rng)                 # the layer's own stream of samples
@@ -469,8 +516,9 @@ class _FractionalMaxPoolNd:
             drop the previous context. Either way new samples are drawn, as
             PyTorch's layer does in both modes.
         samples : array_like, optional
-            Use these samples (shape (N, C, rank), see the functional form)
-            instead of drawing from the layer's generator.
+            Use these samples (shape (N, C, rank), or (other axes..., rank)
+            with ``axes``; see the functional form) instead of drawing from
+            the layer's generator.
 
         Returns
         -------
@@ -478,7 +526,8 @@ class _FractionalMaxPoolNd:
             And the indices as a second value with ``return_indices=True``.
         """
         keep = as_bool(train, "train")
-        y, idx, u = _pool(self._spec, x, samples, self._rng, self.data_format, self.backend)
+        y, idx, u = _pool(self._spec, x, samples, self._rng, self.data_format, self.axes, self.nan_policy,
+                          self.backend)
         self._ctx = _Saved(idx, tuple(np.shape(x)), y.shape, y.dtype, u) if keep else None
         self._forwarded = True
         return (y, idx) if self.return_indices else y
@@ -510,7 +559,7 @@ class _FractionalMaxPoolNd:
         ctx = self._ctx
         g = check_grad(grad_output, ctx.out_shape, ctx.out_dtype)
         back = max_pool2d_backward if self._rank == 2 else max_pool3d_backward
-        return back(g, ctx.indices, ctx.in_shape, data_format=self.data_format, backend=self.backend)
+        return back(g, ctx.indices, ctx.in_shape, data_format=self.data_format, axes=self.axes, backend=self.backend)
 
     @property
     def samples(self) -> Optional[np.ndarray]:
@@ -525,7 +574,10 @@ class _FractionalMaxPoolNd:
     def __repr__(self) -> str:
         items = [("kernel_size", self.kernel_size), ("output_size", self.output_size),
                  ("output_ratio", self.output_ratio), ("return_indices", self.return_indices),
-                 ("data_format", self.data_format), ("backend", self.backend)]
+                 ("data_format", self.data_format)]
+        items += [("axes", self.axes)] if self.axes is not None else []
+        items += [("nan_policy", self.nan_policy)] if self.nan_policy != "propagate" else []
+        items += [("backend", self.backend)]
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in items)})"
 
 

@@ -12,6 +12,10 @@ and the paper flatten), whatever the ``data_format``::
     out[n, offset(l) + (c * l + i) * l + j] = pool(x[n, c], level l)[i, j]
     offset(l) = C * (sum of k * k over the levels before l)
 
+With ``axes=`` (any two axes of any array) there is no channel axis: every
+other axis is kept, in order, and each plane's features lie on a new last
+axis, ``out[..., offset(l) + i * l + j]`` with ``C = 1`` in ``offset``.
+
 The backward pass is the sum of the levels' adaptive-pooling backward passes;
 for max pooling it needs the indices of the forward call
 (``return_indices=True``), which have the output's shape and order.
@@ -25,9 +29,9 @@ from typing import List, Optional, Sequence, Tuple, Union, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._core import check_backend, check_float_grad, check_grad
+from ._core import check_backend, check_float_grad, check_grad, check_nan_policy
 from ._geometry import as_bool
-from ._layout import as_input_array, dtype_policy, resolve_axes
+from ._layout import as_input_array, check_axes, dtype_policy, resolve_axes
 from .functional import (_input_shape, adaptive_avg_pool2d, adaptive_avg_pool_backward, adaptive_max_pool2d,
                          max_pool_backward)
 from .layers import missing_context
@@ -35,6 +39,7 @@ from .layers import missing_context
 __all__ = ["spatial_pyramid_pool2d", "spatial_pyramid_pool2d_backward", "SpatialPyramidPool2d"]
 
 Pooled = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]     # with return_indices: (out, indices)
+Ints = Union[int, Sequence[int]]
 MODES = ("max", "avg")
 
 
@@ -64,73 +69,86 @@ def output_features(channels: int, levels: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class _Geometry:
-    """Where the channel axis is, for an input of ``shape`` (the NCHW or NHWC name of its layout)."""
+    """Which axes of an input of ``shape`` are pooled (H, W), which is the channel axis, and the feature order.
+
+    With ``data_format`` the channel axis is the named one; with ``axes`` there
+    is none (every other axis is a batch axis, as elsewhere in poolkit) and
+    each plane gets its own ``sum(l * l)`` features, on a last axis.  Internally
+    the work happens in the *planes-first* order ``(batch..., [C,] H, W)``: there
+    a level's features are its pooled windows reshaped C-major.
+    """
 
     shape: Tuple[int, ...]
-    data_format: str            # "NCHW" or "NHWC": the rank-2 name, right for unbatched input too
-    channels: int
+    pooled: Tuple[int, int]                  # the H and W axes
+    channel: Optional[int]                   # the channel axis; None with `axes`
 
     @classmethod
-    def of(cls, shape: Tuple[int, ...], data_format, name: str = "x") -> "_Geometry":
-        _, channel_axis = resolve_axes(shape, 2, data_format, None, name=name)
-        c = cast(int, channel_axis)                  # always an axis when `axes` is None
-        return cls(tuple(shape), "NHWC" if c == len(shape) - 1 else "NCHW", shape[c])
+    def of(cls, shape: Tuple[int, ...], data_format, axes=None, name: str = "x") -> "_Geometry":
+        pooled, channel_axis = resolve_axes(shape, 2, data_format, axes, name=name)
+        return cls(tuple(shape), cast(Tuple[int, int], pooled), channel_axis)
 
     @property
-    def last(self) -> bool:
-        return self.data_format == "NHWC"
+    def _channel(self) -> Tuple[int, ...]:
+        return () if self.channel is None else (self.channel,)
+
+    @property
+    def order(self) -> Tuple[int, ...]:
+        """The transpose from the user's layout to planes-first ``(batch..., [C,] H, W)``."""
+        return self._batch_axes + self._channel + self.pooled
+
+    @property
+    def _batch_axes(self) -> Tuple[int, ...]:
+        return tuple(a for a in range(len(self.shape)) if a not in self.pooled + self._channel)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.channel is None else self.shape[self.channel]
 
     @property
     def batch(self) -> Tuple[int, ...]:
-        return self.shape[:-3]                     # (N,) or () for unbatched input
+        """The output's leading shape: (N,) or () with ``data_format``; every other axis with ``axes``."""
+        return tuple(self.shape[a] for a in self._batch_axes)
 
-    @property
-    def sizes(self) -> Tuple[int, int]:
-        """(H, W) of the input."""
-        return (self.shape[-3], self.shape[-2]) if self.last else (self.shape[-2], self.shape[-1])
+    def planes_first(self, shape_or_array):
+        """An array (or a shape) in the user's layout, transposed planes-first."""
+        if isinstance(shape_or_array, tuple):
+            return tuple(shape_or_array[a] for a in self.order)
+        return shape_or_array.transpose(self.order)
 
-    @property
-    def merged_axis(self) -> int:
-        """Where the pooled axis is once H and W (or a level's windows) are merged into one: from the end."""
-        return -2 if self.last else -1
+    def from_planes_first(self, a):
+        """Undo :meth:`planes_first` for an array with this layout's number of axes."""
+        return a.transpose(tuple(np.argsort(self.order).tolist()))
 
-    def merged_shape(self, n: int) -> Tuple[int, ...]:
-        """(batch..., C, n) or (batch..., n, C): the layout with its pooled axes merged into one of size ``n``."""
-        return self.batch + ((n, self.channels) if self.last else (self.channels, n))
-
-    def flatten(self, y: np.ndarray, level: int) -> np.ndarray:
-        """One level's pooled array (batch..., C, l, l) or (batch..., l, l, C) -> (batch..., C*l*l), C-major."""
-        if self.last:
-            y = np.moveaxis(y, -1, -3)             # (..., l, l, C) -> (..., C, l, l)
-        return y.reshape(self.batch + (self.channels * level * level,))
-
-    def unflatten(self, v: np.ndarray, level: int) -> np.ndarray:
-        """Inverse of :meth:`flatten`: (batch..., C*l*l) -> the level's pooled layout."""
-        y = v.reshape(self.batch + (self.channels, level, level))
-        return np.moveaxis(y, -3, -1) if self.last else y
+    def flatten(self, y, level: int):
+        """One level's pooled array in the user's layout -> (batch..., C*l*l), C-major."""
+        return self.planes_first(y).reshape(self.batch + (self.channels * level * level,))
 
     def split(self, v: np.ndarray, levels: Sequence[int]) -> List[np.ndarray]:
-        """A pooled vector (batch..., features) cut into its levels, each in the level's pooled layout."""
+        """A pooled vector (batch..., features) cut into its levels, each planes-first (batch..., [C,] l, l)."""
         ends = np.cumsum([self.channels * l * l for l in levels])[:-1]
-        return [self.unflatten(part, l) for part, l in zip(np.split(v, ends, axis=-1), levels)]
+        chan = tuple(self.shape[a] for a in self._channel)
+        return [part.reshape(self.batch + chan + (l, l)) for part, l in zip(np.split(v, ends, axis=-1), levels)]
+
+    def output_shape(self, levels: Sequence[int]) -> Tuple[int, ...]:
+        return self.batch + (output_features(self.channels, levels),)
 
 
-def _forward(x: np.ndarray, levels, mode: str, want_indices: bool, geo: _Geometry, backend: str):
+def _forward(x, levels, mode: str, want_indices: bool, geo: _Geometry, nan_policy: str, backend: str):
     outs, idxs = [], []
     for lv in levels:
         if mode == "max":
-            y, idx = adaptive_max_pool2d(x, lv, True, data_format=geo.data_format, backend=backend)
+            y, idx = adaptive_max_pool2d(x, lv, True, axes=geo.pooled, nan_policy=nan_policy, backend=backend)
             idxs.append(geo.flatten(idx, lv))
         else:
-            y = adaptive_avg_pool2d(x, lv, data_format=geo.data_format, backend=backend)
+            y = adaptive_avg_pool2d(x, lv, axes=geo.pooled, nan_policy=nan_policy, backend=backend)
         outs.append(geo.flatten(y, lv))
     out = np.concatenate(outs, axis=-1)
     return out, (np.concatenate(idxs, axis=-1) if want_indices else None)
 
 
 def spatial_pyramid_pool2d(x: ArrayLike, levels: Sequence[int] = (1, 2, 4), mode: str = "max",
-                           return_indices: bool = False, *, data_format: str = "NCHW",
-                           backend: str = "auto") -> Pooled:
+                           return_indices: bool = False, *, data_format: str = "NCHW", axes: Optional[Ints] = None,
+                           nan_policy: str = "propagate", backend: str = "auto") -> Pooled:
     """Spatial pyramid pooling: a fixed-length vector per sample for any input height and width.
 
     For each level ``l`` the plane is pooled to ``l x l`` adaptive windows
@@ -143,6 +161,7 @@ def spatial_pyramid_pool2d(x: ArrayLike, levels: Sequence[int] = (1, 2, 4), mode
     x : array_like, shape (N, C, H, W) or (C, H, W)
         ``data_format="NHWC"``: (N, H, W, C) or (H, W, C). Any H and W
         (levels larger than H or W repeat elements, as adaptive pooling does).
+        With ``axes``: any array with at least two axes.
     levels : sequence of positive ints
         Grid size of each pyramid level, e.g. (1, 2, 4) (He et al.'s
         (1, 2, 3, 6) works as well).
@@ -153,12 +172,23 @@ def spatial_pyramid_pool2d(x: ArrayLike, levels: Sequence[int] = (1, 2, 4), mode
         its (H, W) plane, in the output's shape and order: what
         :func:`spatial_pyramid_pool2d_backward` needs.
     data_format : {"NCHW", "NHWC", "channels_first", "channels_last"}
+    axes : tuple of 2 ints, optional
+        Pool over these two axes (H, W, in this order) instead of those
+        ``data_format`` names. Every other axis is a batch axis: the output
+        keeps them, in order, and adds one last axis of ``sum(l * l)``
+        features per plane.
+    nan_policy : {"propagate", "ignore"}
+        "propagate" (PyTorch's behaviour): a window holding NaN gives NaN.
+        "ignore": NaN elements are left out of their windows (as ``np.nanmax``
+        and ``np.nanmean``); a window of NaN only gives NaN (and index -1).
     backend : {"auto", "numba", "img2col", "reference"}
 
     Returns
     -------
     out : ndarray, shape (N, C * sum(l * l for l in levels)) or (C * sum(...),)
-        Dtype of ``x`` (max pooling takes integers too; averaging does not).
+        With ``axes``: ``x.shape`` without the two pooled axes, plus
+        ``(sum(l * l),)``. Dtype of ``x`` (max pooling takes integers too;
+        averaging does not).
     indices : ndarray of int64, same shape
         Only with ``return_indices``.
 
@@ -170,47 +200,52 @@ def spatial_pyramid_pool2d(x: ArrayLike, levels: Sequence[int] = (1, 2, 4), mode
     array([[15., 31.,  5.,  7., 13., 15., 21., 23., 29., 31.]])
     >>> poolkit.spatial_pyramid_pool2d(np.ones((2, 3, 7, 5)), mode="avg").shape
     (2, 63)
+    >>> poolkit.spatial_pyramid_pool2d(np.ones((7, 5, 2, 3)), axes=(0, 1)).shape
+    (2, 3, 21)
     """
     x = as_input_array(x, lazy=True)             # a Dask array: lazy adaptive pools, concatenated
     lv = check_levels(levels)
     md = check_mode(mode)
     ri = as_bool(return_indices, "return_indices")
+    check_nan_policy(nan_policy)
     if ri and md != "max":
         raise ValueError(f"`return_indices=True` needs mode='max' (averages have no winners), but got mode={mode!r}.")
-    geo = _Geometry.of(tuple(x.shape), data_format)
+    geo = _Geometry.of(tuple(x.shape), data_format, axes)
     check_backend(backend)
-    out, idx = _forward(x, lv, md, ri, geo, backend)
+    out, idx = _forward(x, lv, md, ri, geo, nan_policy, backend)
     return (out, idx) if ri else out
 
 
-def _backward(g: np.ndarray, indices, levels, mode: str, geo: _Geometry, backend: str) -> np.ndarray:
+def _backward(g: np.ndarray, indices, levels, mode: str, geo: _Geometry, backend: str, nan_policy: str = "propagate",
+              x: Optional[np.ndarray] = None) -> np.ndarray:
     pol = dtype_policy(g.dtype, "avg")                   # float16/bfloat16: summed in float32
     gc = g.astype(pol.compute) if pol.converts else g
+    shape = geo.planes_first(geo.shape)                  # (batch..., [C,] H, W)
     if mode == "max":
-        # One scatter for every level: each level's (flat plane index, gradient) pairs side by side
-        # along one pooled axis, sent into the input with its H and W merged into that axis.
+        # One scatter for every level: each level's (flat plane index, gradient) pairs side by side on
+        # one axis, sent into the input with its H and W merged into that axis.
         def windows_as_one_axis(v):
-            # each level (batch..., C, l, l) -> (batch..., C, l*l), or (..., l, l, C) -> (..., l*l, C);
-            # then the levels side by side along that axis
-            parts = [p.reshape(geo.merged_shape(lv * lv)) for p, lv in zip(geo.split(v, levels), levels)]
-            return np.concatenate(parts, axis=geo.merged_axis)
+            return np.concatenate([p.reshape(p.shape[:-2] + (lv * lv,)) for p, lv in zip(geo.split(v, levels), levels)],
+                                  axis=-1)
 
-        h, w = geo.sizes
-        merged = geo.merged_shape(h * w)                    # the input with H and W merged into one axis
-        gx = max_pool_backward(windows_as_one_axis(gc), windows_as_one_axis(indices), merged,
-                               axes=(len(merged) + geo.merged_axis,), backend=backend).reshape(geo.shape)
+        merged = shape[:-2] + (shape[-2] * shape[-1],)
+        gt = max_pool_backward(windows_as_one_axis(gc), windows_as_one_axis(indices), merged,
+                               axes=(len(merged) - 1,), backend=backend).reshape(shape)
     else:
-        gx = None
+        xt = None if x is None else geo.planes_first(x)
+        gt = None
         for part in geo.split(gc, levels):
-            gl = adaptive_avg_pool_backward(part, geo.shape, data_format=geo.data_format, backend=backend)
-            gx = gl if gx is None else gx + gl             # levels added in order
+            gl = adaptive_avg_pool_backward(part, shape, axes=(-2, -1), nan_policy=nan_policy, x=xt, backend=backend)
+            gt = gl if gt is None else gt + gl             # levels added in order
+    gx = np.ascontiguousarray(geo.from_planes_first(gt))
     return gx.astype(pol.result) if pol.converts else gx
 
 
 def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequence[int],
                                     levels: Sequence[int] = (1, 2, 4), mode: str = "max", *,
                                     indices: Optional[ArrayLike] = None, data_format: str = "NCHW",
-                                    backend: str = "auto") -> np.ndarray:
+                                    axes: Optional[Ints] = None, nan_policy: str = "propagate",
+                                    x: Optional[ArrayLike] = None, backend: str = "auto") -> np.ndarray:
     """Gradient of :func:`spatial_pyramid_pool2d` with respect to its input.
 
     The sum over levels of each level's adaptive-pooling gradient: for
@@ -221,14 +256,21 @@ def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequenc
     Parameters
     ----------
     grad_output : array_like, shape (N, C * sum(l * l)) or (C * sum(l * l),)
-        Gradient with respect to the pooled vector; floating point.
+        Gradient with respect to the pooled vector; floating point. With
+        ``axes``: the forward output's shape.
     input_shape : tuple of ints
         Shape of the forward input.
-    levels, mode, data_format, backend
+    levels, mode, data_format, axes, backend
         As in the forward call.
     indices : array_like of int, shape of ``grad_output``
         From the forward call with ``return_indices=True``; required for
         ``mode="max"`` and refused for ``mode="avg"``.
+    nan_policy : {"propagate", "ignore"}
+        As in the forward call. With ``"ignore"``, ``mode="avg"`` needs the
+        forward input ``x`` (its NaN elements get no share); ``mode="max"``
+        reads everything off ``indices``.
+    x : array_like, optional
+        The forward input, for ``mode="avg"`` with ``nan_policy="ignore"``.
 
     Returns
     -------
@@ -248,13 +290,15 @@ def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequenc
     shape = _input_shape(input_shape)
     lv = check_levels(levels)
     md = check_mode(mode)
-    geo = _Geometry.of(shape, data_format, name="input_shape")
+    ignore = check_nan_policy(nan_policy)
+    geo = _Geometry.of(shape, data_format, axes, name="input_shape")
     check_backend(backend)
     g = check_float_grad(as_input_array(grad_output, "grad_output"))
-    expected = geo.batch + (output_features(geo.channels, lv),)
+    expected = geo.output_shape(lv)
     if g.shape != expected:
         raise ValueError(f"`grad_output` must have shape {expected} for `input_shape`={shape} and "
                          f"levels={lv}, but got shape {g.shape}.")
+    idx = None
     if md == "max":
         if indices is None:
             raise ValueError("mode='max' needs the forward call's `indices` "
@@ -266,17 +310,24 @@ def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequenc
             raise ValueError(f"`indices` must have the shape of `grad_output`, {g.shape}, but got {idx.shape}.")
     elif indices is not None:
         raise ValueError("`indices` are only for mode='max'; mode='avg' needs none.")
-    else:
-        idx = None
-    return _backward(g, idx, lv, md, geo, backend)
+    xa = None
+    if md == "avg" and ignore:
+        if x is None:
+            raise ValueError("mode='avg' with nan_policy='ignore' needs the forward input: pass it as `x=`.")
+        xa = as_input_array(x)
+        if tuple(xa.shape) != shape:
+            raise ValueError(f"`x` must have shape `input_shape`={shape}, but got shape {tuple(xa.shape)}.")
+    return _backward(g, idx, lv, md, geo, backend, nan_policy, xa)
 
 
 class SpatialPyramidPool2d:
     """Spatial pyramid pooling layer; see :func:`spatial_pyramid_pool2d` for the arguments.
 
     A training forward keeps what backward needs: the indices of the maxima
-    (``mode="max"``, int64 per output) or nothing but shapes (``mode="avg"``).
-    ``data_format=None`` means 'NCHW'. Layers can be pickled and copied.
+    (``mode="max"``, int64 per output), nothing but shapes (``mode="avg"``),
+    or, for ``mode="avg"`` with ``nan_policy="ignore"``, which elements were
+    NaN (one byte per input element). ``data_format=None`` means 'NCHW'.
+    Layers can be pickled and copied.
 
     Examples
     --------
@@ -291,23 +342,29 @@ class SpatialPyramidPool2d:
     """
 
     def __init__(self, levels: Sequence[int] = (1, 2, 4), mode: str = "max", *, data_format: Optional[str] = None,
-                 backend: str = "auto"):
+                 axes: Optional[Ints] = None, nan_policy: str = "propagate", backend: str = "auto"):
         self.levels = check_levels(levels)
         self.mode = check_mode(mode)
         self.data_format = "NCHW" if data_format is None else data_format
         resolve_axes((1, 1, 1, 1), 2, self.data_format, None)      # a valid name?
+        self.axes = None if axes is None else check_axes(axes, 2)
+        check_nan_policy(nan_policy)
+        self.nan_policy = nan_policy
         check_backend(backend)
         self.backend = backend
-        self._ctx: Optional[tuple] = None           # (indices or None, input shape, output shape, output dtype)
+        self._ctx: Optional[tuple] = None           # (indices, NaN mask or None, geometry, output shape, dtype)
         self._forwarded = False
 
     def forward(self, x: ArrayLike, train: bool = True) -> np.ndarray:
         """Pool ``x``; with ``train=True`` keep what :meth:`backward` needs (``train=False``: keep nothing)."""
         keep = as_bool(train, "train")
         x = as_input_array(x)
-        geo = _Geometry.of(tuple(x.shape), self.data_format)
-        y, idx = _forward(x, self.levels, self.mode, keep and self.mode == "max", geo, self.backend)
-        self._ctx = (idx, geo, y.shape, y.dtype) if keep else None
+        geo = _Geometry.of(tuple(x.shape), self.data_format, self.axes)
+        y, idx = _forward(x, self.levels, self.mode, keep and self.mode == "max", geo, self.nan_policy, self.backend)
+        nans = None
+        if keep and self.mode == "avg" and self.nan_policy == "ignore":
+            nans = np.isnan(x)                        # who was left out: backward gives them no share
+        self._ctx = (idx, nans, geo, y.shape, y.dtype) if keep else None
         self._forwarded = True
         return y
 
@@ -323,15 +380,22 @@ class SpatialPyramidPool2d:
         """
         if self._ctx is None:
             raise missing_context(self)
-        idx, geo, out_shape, out_dtype = self._ctx
+        idx, nans, geo, out_shape, out_dtype = self._ctx
         g = check_grad(grad_output, out_shape, out_dtype)
-        return _backward(g, idx, self.levels, self.mode, geo, self.backend)
+        # The NaN elements again, as a stand-in input: only where NaN was matters to backward.
+        xs = None if nans is None else np.where(nans, np.nan, 0.0).astype(g.dtype)
+        return _backward(g, idx, self.levels, self.mode, geo, self.backend, self.nan_policy, xs)
 
     @property
     def saved_nbytes(self) -> int:
         """Bytes kept from the last training forward for backward (0 if none)."""
-        return 0 if self._ctx is None or self._ctx[0] is None else self._ctx[0].nbytes
+        if self._ctx is None:
+            return 0
+        return sum(a.nbytes for a in self._ctx[:2] if a is not None)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(levels={self.levels!r}, mode={self.mode!r}, "
-                f"data_format={self.data_format!r}, backend={self.backend!r})")
+        items = [("levels", self.levels), ("mode", self.mode), ("data_format", self.data_format)]
+        items += [("axes", self.axes)] if self.axes is not None else []
+        items += [("nan_policy", self.nan_policy)] if self.nan_policy != "propagate" else []
+        items += [("backend", self.backend)]
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in items)})"

@@ -10,13 +10,15 @@ backend gives the same bits.
 
 Contract (canonical ``(B, D, H, W, C)`` layout of :mod:`poolkit._layout`)::
 
-    window_argmax(x, starts, kernel, backend) -> (idx, values)
+    window_argmax(x, starts, kernel, backend, ignore) -> (idx, values)
         x       (B, D, H, W, C), C-contiguous, float32/float64 or integer
         starts  three int64 arrays (B, C, OD), (B, C, OH), (B, C, OW): window
                 starts along D, H, W; every start + kernel fits in the input
         kernel  (KD, KH, KW)
         idx     int64 (B, OD, OH, OW, C): ``(d * H + h) * W + w`` of each maximum
         values  x's dtype, same shape: the maxima themselves (the elements at ``idx``)
+        ignore  nan_policy="ignore": NaN elements never win; a window of NaN only
+                gets index -1 and, as its value, its first element (a NaN)
 
 The max rule is PyTorch's (its fractional and ordinary max pooling kernels):
 taps are scanned row-major, the first tap starts as the maximum, a later one
@@ -39,7 +41,8 @@ __all__ = ["window_argmax", "reference", "img2col", "numba"]
 Starts = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def reference(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+def reference(x: np.ndarray, starts: Starts, kernel: Sequence[int],
+              ignore: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """Plain loops over every plane, output and tap: slow and obviously correct (the tests' oracle)."""
     B, D, H, W, C = x.shape
     kd, kh, kw = kernel
@@ -52,11 +55,14 @@ def reference(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> Tuple[np.
             for od in range(OD):
                 for oh in range(OH):
                     for ow in range(OW):
-                        best, best_at = None, -1
+                        first = x[b, sd[b, c, od], sh[b, c, oh], sw[b, c, ow], c]
+                        best, best_at = first, -1
                         for d in range(sd[b, c, od], sd[b, c, od] + kd):
                             for h in range(sh[b, c, oh], sh[b, c, oh] + kh):
                                 for w in range(sw[b, c, ow], sw[b, c, ow] + kw):
                                     v = x[b, d, h, w, c]
+                                    if ignore and v != v:
+                                        continue
                                     if best_at < 0 or v > best or v != v:
                                         best, best_at = v, (d * H + h) * W + w
                         idx[b, od, oh, ow, c] = best_at
@@ -82,29 +88,39 @@ def _out_shape(starts: Starts, x_shape) -> Tuple[int, ...]:
     return (x_shape[0], starts[0].shape[2], starts[1].shape[2], starts[2].shape[2], x_shape[4])
 
 
-def img2col(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+def img2col(x: np.ndarray, starts: Starts, kernel: Sequence[int],
+            ignore: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """Vectorised NumPy: one gather per kernel tap over all windows at once, the max rule across taps."""
     B, D, H, W, C = x.shape
     base, taps = _origins(x.shape, starts, kernel)
     flat = x.reshape(B, D * H * W, C)                     # (B, S, C): planes' elements in flat order
     best_at = base + taps[0]
     best = np.take_along_axis(flat, best_at, axis=1)
+    found = best == best                                  # ignore: has the window a number yet
     for t in taps[1:]:
         at = base + t
         v = np.take_along_axis(flat, at, axis=1)
-        take = (v > best) | (v != v)                      # greater, or NaN: PyTorch's rule
+        if ignore:
+            number = v == v
+            take = number & ((v > best) | ~found)
+            found |= number
+        else:
+            take = (v > best) | (v != v)                  # greater, or NaN: PyTorch's rule
         best = np.where(take, v, best)
         best_at = np.where(take, at, best_at)
+    if ignore:
+        best_at = np.where(found, best_at, -1)
     shape = _out_shape(starts, x.shape)
     return best_at.reshape(shape), best.reshape(shape)
 
 
 @kernel
-def _argmax_kernel(lo, hi, x, base, taps, idx, values):
+def _argmax_kernel(lo, hi, x, base, taps, ignore, idx, values):
     """``idx[b, p, c]``: flat position of the max of window ``p`` (origin ``base[b, p, c]``), planes ``[lo, hi)``;
     ``values[b, p, c]``: that max.
 
-    ``x`` is (B, S, C); positions are ``base + taps[t]``, scanned in order of ``t``.
+    ``x`` is (B, S, C); positions are ``base + taps[t]``, scanned in order of ``t``. ``ignore``: NaN never
+    wins, and a window of NaN only gets index -1 (its value: its first element).
     """
     P, C, K = base.shape[1], base.shape[2], taps.shape[0]
     for b in range(lo, hi):
@@ -120,30 +136,39 @@ def _argmax_kernel(lo, hi, x, base, taps, idx, values):
                     k = t if v > best else k
                     best = max(v, best)
                     nan |= v != v
-                if nan:                                 # rare: rescan with PyTorch's NaN rule
+                if nan:                                 # rare: rescan with the NaN rule
                     best = x[b, o + taps[0], c]
-                    k = 0
+                    k = -1 if ignore and best != best else 0
                     for t in range(1, K):
                         v = x[b, o + taps[t], c]
-                        if v > best or v != v:
+                        if ignore:
+                            if v == v and (k < 0 or v > best):
+                                best = v
+                                k = t
+                        elif v > best or v != v:        # PyTorch's: the last NaN wins
                             best = v
                             k = t
-                idx[b, p, c] = o + taps[k]
-                values[b, p, c] = x[b, o + taps[k], c]          # the element itself (-0.0 vs 0.0)
+                if k < 0:
+                    idx[b, p, c] = -1
+                    values[b, p, c] = x[b, o + taps[0], c]
+                else:
+                    idx[b, p, c] = o + taps[k]
+                    values[b, p, c] = x[b, o + taps[k], c]      # the element itself (-0.0 vs 0.0)
 
 
-def numba(x: np.ndarray, starts: Starts, kernel: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+def numba(x: np.ndarray, starts: Starts, kernel: Sequence[int], ignore: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """The Numba kernel, over planes ``b`` (threaded for large inputs). May raise ``_jit.NotCompiled``."""
     B, D, H, W, C = x.shape
     base, taps = _origins(x.shape, starts, kernel)
     idx = np.empty(base.shape, dtype=np.int64)
     values = np.empty(base.shape, dtype=x.dtype)
-    _argmax_kernel(B, _threads_for(x.size), x.reshape(B, D * H * W, C), base, taps, idx, values)
+    _argmax_kernel(B, _threads_for(x.size), x.reshape(B, D * H * W, C), base, taps, bool(ignore), idx, values)
     shape = _out_shape(starts, x.shape)
     return idx.reshape(shape), values.reshape(shape)
 
 
-def window_argmax(x: np.ndarray, starts: Starts, kernel: Sequence[int], backend: str) -> Tuple[np.ndarray, np.ndarray]:
+def window_argmax(x: np.ndarray, starts: Starts, kernel: Sequence[int], backend: str,
+                  ignore: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """Run the named backend ("reference", "img2col", "numba" or "auto"); see the module docstring.
 
     "numba" compiles a missing kernel in this thread; "auto" follows the served
@@ -151,12 +176,12 @@ def window_argmax(x: np.ndarray, starts: Starts, kernel: Sequence[int], backend:
     serve the call meanwhile (counted in that backend's ``fallbacks``).
     """
     if backend == "reference":
-        return reference(x, starts, kernel)
+        return reference(x, starts, kernel, ignore)
     if backend == "img2col":
-        return img2col(x, starts, kernel)
+        return img2col(x, starts, kernel, ignore)
     served = get_backend(backend)                       # "numba" or "auto": the same policy as max_pool
     try:
-        return _jit.call(numba, (x, starts, kernel), served.wait)
+        return _jit.call(numba, (x, starts, kernel, ignore), served.wait)
     except _jit.NotCompiled:
         served.fallbacks += 1
-        return img2col(x, starts, kernel)
+        return img2col(x, starts, kernel, ignore)
