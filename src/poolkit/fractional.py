@@ -221,8 +221,6 @@ def window_starts(u: np.ndarray, size: int, out: int, k: int, axis_name: str) ->
 def _pool(spec: FractionalSpec, x, samples, rng, data_format, axes, nan_policy, backend):
     """Validate one call and pool. Returns ``(out, indices, samples)``, samples of ``_Planes.samples_shape``."""
     x = as_input_array(x, lazy=True)
-    if is_dask_array(x):
-        return _pool_dask(spec, x, samples, rng, data_format, axes, nan_policy, backend)
     rank = spec.rank
     policy = dtype_policy(x.dtype, "max")
     planes = _Planes.of(tuple(x.shape), rank, data_format, axes)
@@ -231,6 +229,8 @@ def _pool(spec: FractionalSpec, x, samples, rng, data_format, axes, nan_policy, 
     layout = Layout.make(tuple(x.shape), planes.pooled)
     out_sizes = spec.output_sizes(layout.sizes, tuple(x.shape))
     u = planes.samples(samples, rng, x.dtype)
+    if is_dask_array(x):
+        return _pool_dask(spec, x, u, planes, layout.user_shape(out_sizes), data_format, axes, nan_policy, backend)
 
     # Starts per axis as (B, C) of the canonical layout: the non-pooled axes before the pooled ones make B,
     # those after them C (all in B when the pooled axes are moved last): the samples' order either way.
@@ -258,25 +258,18 @@ def _pool(spec: FractionalSpec, x, samples, rng, data_format, axes, nan_policy, 
     return y, indices, u
 
 
-def _pool_dask(spec: FractionalSpec, x, samples, rng, data_format, axes, nan_policy, backend):
-    """:func:`_pool` of a Dask array, lazily: each plane whole in one chunk (its windows are its own), each
-    block pooled with its planes' samples (drawn here, up front), on one thread per task."""
+def _pool_dask(spec: FractionalSpec, x, u: np.ndarray, planes: _Planes, out_shape: Tuple[int, ...], data_format,
+               axes, nan_policy, backend):
+    """:func:`_pool` of a Dask array (checked there, with its samples ``u`` drawn up front), lazily: each plane
+    whole in one chunk (its windows are its own), each block pooled with its planes' samples, on one thread
+    per task."""
     import dask.array as da
 
     from ._threads import threads
 
-    rank = spec.rank
-    planes = _Planes.of(tuple(x.shape), rank, data_format, axes)
-    check_nan_policy(nan_policy)
-    check_backend(backend)
-    dtype_policy(x.dtype, "max")
-    layout = Layout.make(tuple(x.shape), planes.pooled)
-    out_sizes = spec.output_sizes(layout.sizes, tuple(x.shape))
-    u = planes.samples(samples, rng, x.dtype)
     per_plane = planes.per_plane(u)                           # (non-pooled axes..., rank)
     x = x.rechunk({a: -1 for a in planes.pooled})
-    chunks = tuple((n,) if a in planes.pooled else c for a, (n, c) in
-                   enumerate(zip(layout.user_shape(out_sizes), x.chunks)))
+    chunks = tuple((n,) if a in planes.pooled else c for a, (n, c) in enumerate(zip(out_shape, x.chunks)))
     offsets = [np.cumsum((0,) + c) for c in x.chunks]
 
     def block(xb, block_id=None, want=0):
