@@ -9,7 +9,7 @@ Usage::
     python benchmarks/first_call.py --threads 1      # POOLKIT_NUM_THREADS=1 in every process
 
 Rows (``--rows`` names): the configurations of
-:data:`poolkit._benchkit.first_call.CASES` -- the chapter's max and average
+:data:`poolkit.bench.first_call.CASES` -- the chapter's max and average
 (64x3x28x28 float64, 2x2 stride 2, through the layers), strided 1-D, 2-D and
 3-D, padding, channels first and last, float32 and float64, layers and the
 functional calls with ``return_indices`` -- and two cache scenarios,
@@ -62,8 +62,8 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from poolkit._benchkit.first_call import CASES, SCENARIOS, measure_case
-from poolkit._benchkit.machine import machine_info, machine_line, now_utc
+from poolkit.bench.first_call import CASES, SCENARIOS, measure_case
+from poolkit.bench.machine import machine_info, machine_line, now_utc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = tuple(c.name for c in CASES) + tuple(SCENARIOS)
@@ -194,7 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
                         help="POOLKIT_NUM_THREADS for every process (default: poolkit's own default)")
     args = parser.parse_args(argv)
-    from poolkit.backends import _cache
+    from poolkit.backends.numba import cache as _cache
 
     source = _cache._source_hash()
     machine = machine_info()

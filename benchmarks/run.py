@@ -32,10 +32,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import poolkit                                                         # noqa: E402
-from poolkit._benchkit.contenders import Pooling, layer_contender, peer_contender, same  # noqa: E402
-from poolkit._benchkit.machine import (BUSY_FRACTION, CpuWatch, cpu_line, git_text, machine_info,  # noqa: E402
+from poolkit.bench.contenders import Pooling, layer_contender, peer_contender, same  # noqa: E402
+from poolkit.bench.machine import (BUSY_FRACTION, CpuWatch, cpu_line, git_text, machine_info,  # noqa: E402
                                       now_utc)
-from poolkit._benchkit.units import format_bytes, format_seconds  # noqa: E402
+from poolkit.bench.units import format_bytes, format_seconds  # noqa: E402
 
 import chapter_img2col                                                 # noqa: E402
 from ops import markdown_ops, run_ops                                  # noqa: E402

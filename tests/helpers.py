@@ -2,7 +2,7 @@
 
 Everything here is independent of poolkit's own geometry code on purpose: the
 output-size formula, the windows and the max/mean rules are written again from
-PyTorch's definitions, slowly and plainly, so that a bug in ``poolkit._geometry``
+PyTorch's definitions, slowly and plainly, so that a bug in ``poolkit.core.geometry``
 cannot hide itself by also being in the expectation.
 
 Conventions

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import poolkit
-from poolkit import _core
+from poolkit.engine import eager as _core
 from poolkit import backends as B
 from helpers import (BACKENDS, FIRST, INTS, KERNEL_BACKENDS, LAST, RANKS, assert_close, assert_identical,
                      make_input, naive_pool, sample_adaptive_case, sample_case, to_last)
@@ -125,7 +125,7 @@ def test_backend_offsets_identical(rank, last):
     if last:
         x = to_last(x, rank)
     fmt = LAST[rank] if last else FIRST[rank]
-    spec = poolkit._geometry.PoolSpec.from_args(rank, 2, 1, 1, 2, True)
+    spec = poolkit.core.geometry.PoolSpec.from_args(rank, 2, 1, 1, 2, True)
     outs = {}
     for b in KERNEL_BACKENDS:
         p = _core.prepare("max", x, rank, spec.axes, data_format=fmt, axes=None, backend=b)

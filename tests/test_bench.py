@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import poolkit
-from poolkit import bench
-from poolkit._benchkit import machine
+from poolkit.bench import chapter as bench
+from poolkit.bench import machine
 from poolkit.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -277,7 +277,7 @@ def test_wrong_result_in_a_fresh_process_exits_1(capsys, monkeypatch):
 def test_first_call_in_a_cold_process_is_served_by_numpy(tmp_path):
     """One fresh process on an empty cache folder: NumPy answers the first forward+backward (the kernels
     compile in the background) and gives the reference backend's bits.  No timing is checked."""
-    from poolkit._benchkit import first_call
+    from poolkit.bench import first_call
 
     case = next(c for c in first_call.CASES if c.name == "max2d-pad")       # functional, return_indices
     spec = first_call.child_spec(case, wait=False)
@@ -291,7 +291,7 @@ def test_first_call_in_a_cold_process_is_served_by_numpy(tmp_path):
 
 
 def test_first_call_rows_cover_the_promised_configurations():
-    from poolkit._benchkit.first_call import CASES
+    from poolkit.bench.first_call import CASES
 
     chapter = [c for c in CASES if c.shape == (64, 3, 28, 28) and c.dtype == "float64"]
     assert {(c.op, c.api, c.kwargs["kernel_size"], c.kwargs["stride"]) for c in chapter} == {

@@ -104,8 +104,8 @@ def windows(draw, rank, sizes, dilation=True):
 @SETTINGS
 @given(data=st.data())
 def test_blocks_restrict_windows_exactly(data):
-    from poolkit._dask import _split_axis
-    from poolkit._geometry import PoolSpec, adaptive_axis
+    from poolkit.engine.lazy import _split_axis
+    from poolkit.core.geometry import PoolSpec, adaptive_axis
 
     n = data.draw(st.integers(1, 30))
     if data.draw(st.booleans()):
@@ -207,9 +207,9 @@ def test_indices_are_whole_plane_positions():
 
 def test_mask_is_blocked_like_x():
     # A NumPy mask through the public function, and a Dask one through the core (bit for bit).
-    from poolkit import _core, _dask
-    from poolkit._windows import StridedWindows
-    from poolkit._geometry import PoolSpec
+    from poolkit.engine import eager as _core, lazy as _dask
+    from poolkit.core.windows import StridedWindows
+    from poolkit.core.geometry import PoolSpec
 
     rng = np.random.default_rng(5)
     x = make_input(rng, (2, 3, 11, 9), np.float32, "normal")
@@ -333,7 +333,7 @@ def test_task_count_is_proportional_to_chunk_count(kw):
 
 
 def test_one_thread_per_task_unless_configured():
-    from poolkit import _dask
+    from poolkit.engine import lazy as _dask
 
     seen = []
     original = _dask._pool_in_memory
@@ -418,11 +418,11 @@ def test_backward_refuses_dask(call):
 
 
 def test_layer_in_training_refuses_dask():
-    from poolkit import _dask
+    from poolkit.engine import lazy as _dask
 
-    from poolkit import _core
-    from poolkit._geometry import PoolSpec
-    from poolkit._windows import StridedWindows
+    from poolkit.engine import eager as _core
+    from poolkit.core.geometry import PoolSpec
+    from poolkit.core.windows import StridedWindows
 
     with pytest.raises(TypeError, match="is a Dask array"):
         poolkit.MaxPool2d(2)(lazy(X))
@@ -478,7 +478,7 @@ def test_local_cluster_gives_identical_results(cluster_client):
     assert math.prod(yd.numblocks) > 2                  # work for both workers
 
     def probe():                                         # in each worker: was the kernel compiled there?
-        from poolkit.backends import _fast
+        from poolkit.backends.numba import fast as _fast
         poolkit.max_pool2d(x, 3, 2, 1, return_indices=True, backend="numba")
         body = _fast._KERNELS[(3, 3, 2)]["max_forward"].body
         return sum(body.stats.cache_hits.values()), sum(body.stats.cache_misses.values())

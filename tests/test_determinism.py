@@ -65,7 +65,7 @@ def test_same_bits_across_runs_and_threads(name, dtype):
     values = "nan" if kw.get("nan_policy") == "ignore" else "normal"
     x = make_input(np.random.default_rng(1), shape, dtype, values)
     assert x.size >= N_ELEMENTS
-    from poolkit.backends import numba_loops
+    from poolkit.backends.numba import loops as numba_loops
     assert x.size >= getattr(numba_loops, "PARALLEL_MIN_ELEMENTS", 0), "input too small for the parallel kernels"
     runs = []
     for n in (1, 1, 2, 2):

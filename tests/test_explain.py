@@ -872,7 +872,7 @@ AXIS_GRID = [(n, k, s, d, pb, pa, ceil) for n in range(1, 8) for k in range(1, 5
 
 def test_explain_axis_agrees_with_output_size():
     """The account's last number is output_size's; "rejected" exactly when poolkit rejects."""
-    from poolkit._geometry import output_size
+    from poolkit.core.geometry import output_size
 
     last_number = re.compile(r"= (-?\d+)\.$")
     for n, k, s, d, pb, pa, ceil in AXIS_GRID:
@@ -899,7 +899,7 @@ def test_ceil_mode_window_longer_than_input_is_explained_not_rejected():
 
 
 def test_count_axis_reads_the_kernels_windows():
-    from poolkit._geometry import regular_axis
+    from poolkit.core.geometry import regular_axis
     from poolkit.explain.axis import count_axis
 
     c = count_axis(5, 2, 2, 1, 1, 1, True)

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 import poolkit
-from poolkit.backends import _fast, _simd
-from poolkit.backends._simd import NARROW, WIDE   # as globals, Numba sees them as constants
-from poolkit.backends import numba_loops
+from poolkit.backends.numba import fast as _fast, simd as _simd
+from poolkit.backends.numba.simd import NARROW, WIDE   # as globals, Numba sees them as constants
+from poolkit.backends.numba import loops as numba_loops
 from helpers import assert_identical, make_input
 
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import poolkit
 from poolkit import fractional as fr
-from poolkit.backends import _fractional
+from poolkit.backends import fractional as _fractional
 from helpers import KERNEL_BACKENDS, assert_identical, make_input, to_first, to_last
 
 torch = pytest.importorskip("torch")

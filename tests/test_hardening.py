@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import poolkit
-from poolkit._plan import off_dtype_for, sentinel_for
+from poolkit.core.plan import off_dtype_for, sentinel_for
 
 BACKENDS = ["reference", "img2col", "numba"]
 # reference and img2col loop over every tap of a window (2**31 here), inside the input or not

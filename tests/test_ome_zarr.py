@@ -92,7 +92,7 @@ def test_metadata_is_written_last(tmp_path, monkeypatch):
         raise KeyboardInterrupt("power cut")
 
     # Every array is written; the process dies as it is about to write the metadata.
-    monkeypatch.setattr(poolkit.ngff, "_multiscales", interrupted)
+    monkeypatch.setattr(poolkit.multiscale.ngff, "_multiscales", interrupted)
     with pytest.raises(KeyboardInterrupt):
         poolkit.write_pyramid(x, path, chunks=4)
     monkeypatch.undo()

@@ -214,7 +214,7 @@ def test_same_resolves_like_jax(rank):
     _jax()
     for name in ("same_s2", "same_s1", "same_big_kernel", "same_dilated"):
         kernel, stride, dilation, _, _ = _geometry(name, rank)
-        spec = poolkit._geometry.PoolSpec.from_args(rank, kernel, stride, "same", dilation)
+        spec = poolkit.core.geometry.PoolSpec.from_args(rank, kernel, stride, "same", dilation)
         for sizes in (SIZES[:rank], (1,) * rank, (11, 16, 2)[:rank]):
             span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
             assert spec.pads(sizes) == tuple(lax.padtype_to_pads(sizes, span, stride, "SAME")), (name, sizes)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import poolkit
-from poolkit.multiscale import level_shapes
+from poolkit.multiscale.levels import level_shapes
 
 da = pytest.importorskip("dask.array")   # in the test extra; importorskip keeps the message clear
 
@@ -72,7 +72,7 @@ IMAGES = {
     "int16-2d": rng.integers(-300, 300, (9, 15)).astype(np.int16),
     "labels-2d": rng.integers(0, 4, (11, 13)).astype(np.int32),
 }
-CASES = [(name, m) for name in IMAGES for m in poolkit.multiscale.METHODS
+CASES = [(name, m) for name in IMAGES for m in poolkit.multiscale.levels.METHODS
          if not (m == "mode" and name.startswith("float"))]
 
 
@@ -169,7 +169,7 @@ def dask_cases(draw):
     ndim = draw(st.integers(1, 3))
     shape = tuple(draw(st.lists(st.integers(1, 19), min_size=ndim, max_size=ndim)))
     chunks = tuple(draw(st.integers(1, n)) for n in shape)
-    method = draw(st.sampled_from(poolkit.multiscale.METHODS))
+    method = draw(st.sampled_from(poolkit.multiscale.levels.METHODS))
     dtype = draw(st.sampled_from(["float32", "uint8", "int16"] if method != "mode" else ["uint8", "int16"]))
     factor = draw(st.integers(2, 3))
     edge = draw(st.sampled_from(["partial", "trim"]))
@@ -283,7 +283,7 @@ def test_pyramid_is_public_and_lazy():
     assert "pyramid" in poolkit.__all__ and "write_pyramid" in poolkit.__all__
     assert callable(poolkit.pyramid) and callable(poolkit.write_pyramid)
     # Importing the module of the same concern does not shadow the function.
-    importlib.import_module("poolkit.multiscale")
+    importlib.import_module("poolkit.multiscale.levels")
     assert callable(poolkit.pyramid)
 
 
@@ -292,7 +292,7 @@ def test_pyramid_is_public_and_lazy():
 @given(st.integers(1, 2**20), st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=40))
 def test_float_rounding_path_is_exact(n, values):
     # The float64 path of the integer mean against Python's exact round-half-even, sums of 32-bit values.
-    from poolkit.multiscale import _round_half_even
+    from poolkit.multiscale.levels import _round_half_even
 
     s = np.array([v * n // 3 + k for k, v in enumerate(values)] + [v * n + n // 2 for v in values[:5]],
                  dtype=np.int64)

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 import poolkit
-from poolkit.backends import _cache, numba_loops
+from poolkit.backends.numba import cache as _cache, loops as numba_loops
 from helpers import assert_identical, make_input
 
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
@@ -129,7 +129,8 @@ def _python(code: str, env: dict, timeout: float = 600, prefix=()) -> dict:
 
 TRAIN = """
 import hashlib, json, numpy as np, poolkit
-from poolkit.backends import _jit, served
+from poolkit.backends.numba import jit as _jit
+from poolkit.backends import served
 rng = np.random.default_rng(0)
 x = rng.standard_normal((16, 3, 28, 28))
 w = rng.standard_normal((16, 3, 14, 14))
@@ -178,7 +179,7 @@ def test_training_numbers_do_not_change_when_the_compile_finishes(tmp_path):
 
 CACHE_PROBE = """
 import json, numpy as np, poolkit
-from poolkit.backends import _cache, _fast
+from poolkit.backends.numba import cache as _cache, fast as _fast
 x = np.random.default_rng(0).standard_normal((2, 3, 12, 12))
 y = poolkit.max_pool2d(x, 2, backend="numba")
 k = _fast._KERNELS[(2, 2, 2)]["max_forward"].body
@@ -233,7 +234,7 @@ def test_cache_folder_order(tmp_path, monkeypatch):
 
 COMPILE_MANY = """
 import json, numpy as np, poolkit
-from poolkit.backends import _cache
+from poolkit.backends.numba import cache as _cache
 rng = np.random.default_rng(0)
 x = rng.standard_normal((2, 3, 13, 13)).astype(DTYPE)
 out = []
@@ -242,7 +243,7 @@ for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 1, 1)):
     gx = poolkit.max_pool2d_backward(np.ones_like(y), i, x.shape, backend="numba")
     a = poolkit.avg_pool2d(x, k, s, p, backend="numba")
     out.append(float(y.sum() + gx.sum() + a.sum()))
-from poolkit.backends import _fast, _kernels
+from poolkit.backends.numba import fast as _fast, kernels as _kernels
 misses = sum(sum(d.stats.cache_misses.values()) for ks in _fast._KERNELS.values()
              for d in (kk.body for kk in ks.values()))
 print(json.dumps({"out": out, "misses": misses, "kernels": _cache.cached_kernels()}))
@@ -268,7 +269,8 @@ def test_two_processes_compile_into_one_cache_at_once(tmp_path):
 
 FORK_WHILE_COMPILING = """
 import json, os, numpy as np, poolkit
-from poolkit.backends import _jit, served
+from poolkit.backends.numba import jit as _jit
+from poolkit.backends import served
 x = np.random.default_rng(0).standard_normal((4, 3, 20, 20))
 ref = poolkit.max_pool2d(x, 3, 2, 1, backend="img2col")
 y = poolkit.max_pool2d(x, 3, 2, 1)             # served by NumPy, compiles in the background
@@ -305,7 +307,7 @@ def test_bad_compile_mode_warns_and_uses_background():
         import json, warnings
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            from poolkit.backends import _jit
+            from poolkit.backends.numba import jit as _jit
         print(json.dumps({"mode": _jit.COMPILE_MODE, "warned": any("POOLKIT_COMPILE" in str(x.message) for x in w)}))
     """, {"POOLKIT_COMPILE": "later"})
     assert res == {"mode": "background", "warned": True}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import poolkit
-from poolkit import _warmup
-from poolkit.backends.numba_loops import PARALLEL_MIN_ELEMENTS
+from poolkit.backends.numba import warmup as _warmup
+from poolkit.backends.numba.loops import PARALLEL_MIN_ELEMENTS
 from poolkit.cli import main
 
 ONE = {"op": "max", "kernel_size": 2, "stride": 2, "data_format": "NCHW"}

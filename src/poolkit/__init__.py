@@ -11,38 +11,25 @@ from __future__ import annotations
 
 from typing import Optional
 
-from . import _threads
-from ._threads import get_num_threads, set_num_threads, threads
+from .core import threads as _threads
+from .core.threads import get_num_threads, set_num_threads, threads
 from .chapter import PoolingLayer, PoolingTypes
-from .functional import (
-    adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d, adaptive_avg_pool_backward,
-    adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,
-    avg_pool, avg_pool1d, avg_pool2d, avg_pool3d,
-    avg_pool_backward, avg_pool1d_backward, avg_pool2d_backward, avg_pool3d_backward,
-    global_avg_pool, global_avg_pool_backward, global_max_pool,
-    max_pool, max_pool1d, max_pool2d, max_pool3d,
-    max_pool_backward, max_pool1d_backward, max_pool2d_backward, max_pool3d_backward,
-    max_unpool1d, max_unpool2d, max_unpool3d, max_unpool_backward,
-    output_shape,
-)
-from .reductions import (
-    global_lp_pool, global_lp_pool_backward,
-    lp_pool, lp_pool1d, lp_pool2d, lp_pool3d, lp_pool_backward,
-    min_pool, min_pool1d, min_pool2d, min_pool3d, min_pool_backward,
-    sum_pool, sum_pool1d, sum_pool2d, sum_pool3d, sum_pool_backward,
-)
-from .fractional import (
-    FractionalMaxPool2d, FractionalMaxPool3d,
-    fractional_max_pool2d, fractional_max_pool2d_backward, fractional_max_pool3d, fractional_max_pool3d_backward,
-)
+from .functional import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
+    adaptive_avg_pool_backward, adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool,
+    avg_pool1d, avg_pool2d, avg_pool3d, avg_pool_backward, avg_pool1d_backward, avg_pool2d_backward,
+    avg_pool3d_backward, global_avg_pool, global_avg_pool_backward, global_max_pool, max_pool, max_pool1d,
+    max_pool2d, max_pool3d, max_pool_backward, max_pool1d_backward, max_pool2d_backward, max_pool3d_backward,
+    max_unpool1d, max_unpool2d, max_unpool3d, max_unpool_backward, output_shape)
+from .reductions import (global_lp_pool, global_lp_pool_backward, lp_pool, lp_pool1d, lp_pool2d, lp_pool3d,
+    lp_pool_backward, min_pool, min_pool1d, min_pool2d, min_pool3d, min_pool_backward, sum_pool, sum_pool1d,
+    sum_pool2d, sum_pool3d, sum_pool_backward)
+from .fractional import (FractionalMaxPool2d, FractionalMaxPool3d, fractional_max_pool2d,
+    fractional_max_pool2d_backward, fractional_max_pool3d, fractional_max_pool3d_backward)
 from .spp import SpatialPyramidPool2d, spatial_pyramid_pool2d, spatial_pyramid_pool2d_backward
-from ._warmup import warmup
-from .layers import (
-    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d,
-    AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d,
-    AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d,
-    LPPool1d, LPPool2d, LPPool3d, MinPool1d, MinPool2d, MinPool3d, SumPool1d, SumPool2d, SumPool3d,
-)
+from .backends.numba.warmup import warmup
+from .layers import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d, AdaptiveMaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d,
+    LPPool1d, LPPool2d, LPPool3d, MinPool1d, MinPool2d, MinPool3d, SumPool1d, SumPool2d, SumPool3d)
 
 __version__ = "0.1.0"
 
@@ -118,7 +105,7 @@ _threads._from_environment()
 # Public names whose modules load on first access (PEP 562): `import poolkit` stays light.
 _LAZY = {"explain_pooling": ".explain",
          # Multiscale pyramids and OME-Zarr output (Dask and Zarr load only when used).
-         "pyramid": ".multiscale", "write_pyramid": ".ngff"}
+         "pyramid": ".multiscale.levels", "write_pyramid": ".multiscale.ngff"}
 
 
 def __getattr__(name: str):
@@ -161,7 +148,7 @@ def wait_for_kernels(timeout: Optional[float] = None) -> bool:
     >>> poolkit.wait_for_kernels()
     True
     """
-    from .backends import _jit
+    from .backends.numba import jit as _jit
 
     return _jit.background_wait(timeout)
 
@@ -181,7 +168,7 @@ def info() -> dict:
     import numba
     import numpy
 
-    from .backends import _cache, _jit
+    from .backends.numba import cache as _cache, jit as _jit
 
     try:
         layer = numba.threading_layer()

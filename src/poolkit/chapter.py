@@ -15,8 +15,8 @@ from typing import Optional, Tuple, Union, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._geometry import normalize_ints
-from ._layout import as_input_array
+from .core.geometry import normalize_ints
+from .core.layout import as_input_array
 from .functional import output_shape
 from .layers import AvgPool2d, MaxPool2d
 

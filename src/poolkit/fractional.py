@@ -29,11 +29,11 @@ from typing import List, Optional, Sequence, Tuple, Union, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._core import _check_sizes, check_backend, check_grad, check_nan_policy
-from ._geometry import as_bool, dim_names, normalize_ints
-from ._layout import (CHANNELS_FIRST, CHANNELS_LAST, Layout, as_input_array, check_axes, dtype_policy,
-                      is_dask_array, resolve_axes)
-from .backends._fractional import window_argmax
+from .engine.eager import _check_sizes, check_backend, check_grad, check_nan_policy
+from .core.geometry import as_bool, dim_names, normalize_ints
+from .core.layout import (CHANNELS_FIRST, CHANNELS_LAST, Layout, as_input_array, check_axes, dtype_policy,
+    is_dask_array, resolve_axes)
+from .backends.fractional import window_argmax
 from .functional import max_pool2d_backward, max_pool3d_backward
 from .layers import missing_context
 
@@ -265,7 +265,7 @@ def _pool_dask(spec: FractionalSpec, x, u: np.ndarray, planes: _Planes, out_shap
     per task."""
     import dask.array as da
 
-    from ._threads import threads
+    from .core.threads import threads
 
     per_plane = planes.per_plane(u)                           # (non-pooled axes..., rank)
     x = x.rechunk({a: -1 for a in planes.pooled})

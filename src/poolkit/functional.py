@@ -13,12 +13,12 @@ from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._core import (Context, backend_module, check_float_grad, check_mask, check_nan_policy, finish_forward, prepare,
-                    run_backward, run_forward, split_masked)
-from ._geometry import PoolSpec, as_bool, check_int64_product, dim_names, normalize_ints
-from ._layout import (CHANNELS_LAST, Layout, as_input_array, dtype_policy, format_rank, is_dask_array,
-                      merge_pooled, resolve_axes)
-from ._windows import AdaptiveWindows, StridedWindows
+from .engine.eager import (Context, backend_module, check_float_grad, check_mask, check_nan_policy,
+    finish_forward, prepare, run_backward, run_forward, split_masked)
+from .core.geometry import PoolSpec, as_bool, check_int64_product, dim_names, normalize_ints
+from .core.layout import (CHANNELS_LAST, Layout, as_input_array, dtype_policy, format_rank, is_dask_array,
+    merge_pooled, resolve_axes)
+from .core.windows import AdaptiveWindows, StridedWindows
 
 __all__ = [
     "max_pool", "max_pool1d", "max_pool2d", "max_pool3d",
@@ -58,7 +58,7 @@ def _rank_of(x_ndim: int, kernel_size, axes, data_format=None) -> int:
 # --------------------------------------------------------------------------- #
 def _strided(op, rank, x, kernel_size, stride, padding, dilation, ceil_mode, *, data_format, axes,
              backend, pytorch_name, nan_policy="propagate", count_include_pad=True, divisor_override=None):
-    x = as_input_array(x, lazy=True)             # a Dask array is pooled lazily (poolkit._dask)
+    x = as_input_array(x, lazy=True)             # a Dask array is pooled lazily (poolkit.engine.lazy)
     spec = PoolSpec.from_args(rank, kernel_size, stride, padding, dilation, ceil_mode)
     windows = StridedWindows(spec, op, pytorch_name)
     p = prepare(op, x, rank, windows, data_format=data_format, axes=axes, backend=backend,
@@ -358,7 +358,7 @@ def _index_scatter(rank, values, indices, shape, *, data_format, axes, backend, 
     if is_dask_array(v) or is_dask_array(idx):
         # An index may point anywhere in its plane: each task scatters whole planes, in memory
         # (where the indices are checked, when the result is computed).
-        from ._dask import per_plane
+        from .engine.lazy import per_plane
         scatter = functools.partial(_index_scatter, rank, data_format=data_format, axes=axes, backend=backend,
                                     accumulate=accumulate, values_name=values_name)
         return per_plane(scatter, (v, idx), pooled, [shape[a] for a in pooled], v.dtype)

@@ -20,11 +20,12 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._core import Context, Prepared, Windows, check_backend, check_divisor_override, check_nan_policy, prepare
-from ._core import finish_forward, run_backward, split_masked
-from ._geometry import PoolSpec, as_bool, dim_names, normalize_output_size
-from ._layout import CHANNELS_FIRST
-from ._windows import AdaptiveWindows, StridedWindows
+from .engine.eager import (Context, Prepared, Windows, check_backend, check_divisor_override,
+    check_nan_policy, prepare)
+from .engine.eager import finish_forward, run_backward, split_masked
+from .core.geometry import PoolSpec, as_bool, dim_names, normalize_output_size
+from .core.layout import CHANNELS_FIRST
+from .core.windows import AdaptiveWindows, StridedWindows
 
 __all__ = [
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",

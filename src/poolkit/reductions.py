@@ -23,10 +23,10 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._core import check_float_grad, finish_forward, run_backward, split_masked
-from ._layout import as_input_array, dtype_policy
+from .engine.eager import check_float_grad, finish_forward, run_backward, split_masked
+from .core.layout import as_input_array, dtype_policy
 from .functional import (_avg, _avg_backward, _global, _global_axes, _input_shape, _max, _rank_of, _strided,
-                         max_pool_backward)
+    max_pool_backward)
 
 __all__ = [
     "min_pool", "min_pool1d", "min_pool2d", "min_pool3d", "min_pool_backward",

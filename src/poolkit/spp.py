@@ -29,11 +29,11 @@ from typing import List, Optional, Sequence, Tuple, Union, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._core import check_backend, check_float_grad, check_grad, check_nan_policy
-from ._geometry import as_bool
-from ._layout import as_input_array, check_axes, dtype_policy, resolve_axes
+from .engine.eager import check_backend, check_float_grad, check_grad, check_nan_policy
+from .core.geometry import as_bool
+from .core.layout import as_input_array, check_axes, dtype_policy, resolve_axes
 from .functional import (_input_shape, adaptive_avg_pool2d, adaptive_avg_pool_backward, adaptive_max_pool2d,
-                         max_pool_backward)
+    max_pool_backward)
 from .layers import missing_context
 
 __all__ = ["spatial_pyramid_pool2d", "spatial_pyramid_pool2d_backward", "SpatialPyramidPool2d"]

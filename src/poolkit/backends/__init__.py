@@ -2,7 +2,7 @@
 
 Every backend is a module or object with these functions, all on canonical
 ``(B, D, H, W, C)`` C-contiguous arrays in the compute dtype (see
-:class:`poolkit._plan.Plan`):
+:class:`poolkit.core.plan.Plan`):
 
 ``max_forward(x, plan, skip=None) -> (out, off)``
     Max of each window and the offset of the winning tap (``plan.off_dtype``,

@@ -20,9 +20,9 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .._geometry import Axis
-from .._plan import (Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, nan_value, offsets_to_indices,
-                     worst)
+from ..core.geometry import Axis
+from ..core.plan import (Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, nan_value,
+    offsets_to_indices, worst)
 
 name = "img2col"
 

@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from .._plan import Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, nan_value, worst
+from ..core.plan import Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, nan_value, worst
 
 name = "reference"
 

@@ -17,7 +17,8 @@ or on when a compile finished (the tests check this on every path).
 """
 from __future__ import annotations
 
-from . import _jit, img2col, numba_loops
+from .numba import jit as _jit, loops as numba_loops
+from . import img2col
 
 __all__ = ["Served", "NUMBA", "AUTO"]
 

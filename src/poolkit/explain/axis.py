@@ -3,8 +3,8 @@
 This module's job is to lay the windows of one axis out and read off what an
 explanation needs: the output length in floor and in ceil mode, where the last
 window ends, whether ``ceil_mode`` dropped a window.  It computes nothing
-itself: every length is :func:`poolkit._geometry.output_size`'s and every
-window :func:`poolkit._geometry.regular_axis`'s -- the same two functions the
+itself: every length is :func:`poolkit.core.geometry.output_size`'s and every
+window :func:`poolkit.core.geometry.regular_axis`'s -- the same two functions the
 kernels use -- so an explanation cannot disagree with the shape poolkit
 returns.  The sentences are in :mod:`.words`.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .._geometry import Axis, output_size, regular_axis
+from ..core.geometry import Axis, output_size, regular_axis
 
 __all__ = ["AxisCount", "count_axis"]
 
@@ -29,7 +29,7 @@ class AxisCount:
     ceil_mode : bool
         The mode asked for; :attr:`out` and :attr:`windows` are that mode's.
     floor_out, ceil_out : int
-        :func:`~poolkit._geometry.output_size` with ``ceil_mode`` False and
+        :func:`~poolkit.core.geometry.output_size` with ``ceil_mode`` False and
         True (below 1 when no window fits).
     windows : Axis or None
         The windows of the mode asked for; None when it has none.
@@ -122,7 +122,7 @@ def count_axis(size: int, kernel: int, stride: int, dilation: int,
     Parameters
     ----------
     size, kernel, stride, dilation, pad_before, pad_after : int
-        As for :func:`poolkit._geometry.output_size`.
+        As for :func:`poolkit.core.geometry.output_size`.
     ceil_mode : bool
 
     Returns

@@ -15,8 +15,8 @@ from typing import Dict, List, Mapping, Tuple, cast
 
 import numpy as np
 
-from .._geometry import Axis, PoolSpec
-from .._plan import make_plan
+from ..core.geometry import Axis, PoolSpec
+from ..core.plan import make_plan
 from ..functional import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward, output_shape
 from .parse import ExplainError, parse_flag, parse_matrix, parse_modes, parse_norm_type, parse_pair
 from .words import TEXT, explain_shape, words_for

@@ -3,8 +3,8 @@
 This module's job is to turn the values of the command line or of
 :func:`poolkit.explain_pooling` into arrays and tuples, and to say which
 option was wrong when one cannot be read.  Window sizes and flags go through
-:mod:`poolkit._geometry`'s own parsers (:func:`~poolkit._geometry.normalize_ints`,
-:func:`~poolkit._geometry.as_bool`), so explain accepts exactly what the
+:mod:`poolkit.core.geometry`'s own parsers (:func:`~poolkit.core.geometry.normalize_ints`,
+:func:`~poolkit.core.geometry.as_bool`), so explain accepts exactly what the
 pooling functions accept; only the spelling of a string ("2,1", "2x1") is
 read here.
 """
@@ -19,7 +19,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .._geometry import as_bool, normalize_ints
+from ..core.geometry import as_bool, normalize_ints
 
 __all__ = ["ExplainError", "MODE_ALIASES", "parse_matrix", "parse_pair", "parse_modes", "parse_flag",
            "parse_norm_type"]
@@ -171,7 +171,7 @@ def parse_pair(value, option: str, minimum: int) -> Tuple[int, int]:
 
 
 def parse_flag(value, option: str) -> bool:
-    """A real boolean (``ceil_mode``), by :func:`poolkit._geometry.as_bool`'s rule.
+    """A real boolean (``ceil_mode``), by :func:`poolkit.core.geometry.as_bool`'s rule.
 
     Examples
     --------

@@ -11,7 +11,8 @@ from __future__ import annotations
 import unicodedata
 from typing import Dict, List, Optional, Sequence
 
-from .view import View, as_array, display_width, fmt, formula_lines, label, norm_text, pair_text, reduction, winners
+from .view import (View, as_array, display_width, fmt, formula_lines, label, norm_text, pair_text, reduction,
+    winners)
 from .words import TEXT, words_for
 
 __all__ = ["render_text"]

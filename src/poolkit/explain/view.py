@@ -17,7 +17,7 @@ from typing import List
 
 import numpy as np
 
-from .._geometry import dim_names
+from ..core.geometry import dim_names
 from .axis import count_axis
 
 __all__ = ["View", "as_array", "fmt", "pair_text", "display_width", "formula_lines", "reduction", "winners",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .._geometry import PoolSpec, adaptive_axis, dim_names
+from ..core.geometry import PoolSpec, adaptive_axis, dim_names
 from .axis import count_axis
 from .parse import ExplainError
 
@@ -292,7 +292,7 @@ def explain_axis(name: str, size: int, kernel: int, stride: int, dilation: int,
 
     Says which input positions no window reads, which window ``ceil_mode``
     added or dropped, and why a configuration is rejected.  Every count is
-    :func:`poolkit._geometry.output_size`'s (through :func:`.axis.count_axis`),
+    :func:`poolkit.core.geometry.output_size`'s (through :func:`.axis.count_axis`),
     so the account always agrees with the shape poolkit computes.
 
     Parameters
@@ -400,7 +400,7 @@ def explain_adaptive(name: str, size: int, out: int, lang: str = "en") -> str:
     Returns
     -------
     text : str
-        One line; the windows are :func:`poolkit._geometry.adaptive_axis`'s.
+        One line; the windows are :func:`poolkit.core.geometry.adaptive_axis`'s.
 
     Examples
     --------

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._layout import as_input_array, is_dask_array
+from ..core.layout import as_input_array, is_dask_array
 
 __all__ = ["pyramid", "METHODS", "EDGES", "level_shapes"]
 
@@ -218,7 +218,7 @@ def _round_half_even(s: np.ndarray, n: np.ndarray, bits: int = 64) -> np.ndarray
 
 
 def _sum_pool(a: np.ndarray, spec: _Spec) -> np.ndarray:
-    from . import sum_pool
+    from .. import sum_pool
 
     return sum_pool(a, spec.kernel, ceil_mode=True, axes=spec.axes)
 
@@ -302,23 +302,23 @@ def _reduce_once(a: np.ndarray, spec: _Spec) -> np.ndarray:
     if spec.method == "mode":
         return _mode(a, spec)
     if spec.method == "max":
-        from .functional import max_pool
+        from ..functional import max_pool
 
         return max_pool(a, spec.kernel, ceil_mode=True, axes=spec.axes)
     if spec.method == "min":
-        from . import min_pool
+        from .. import min_pool
 
         return min_pool(a, spec.kernel, ceil_mode=True, axes=spec.axes)
     if a.dtype.kind in "iu":
         return _integer_mean(a, spec)
-    from .functional import avg_pool
+    from ..functional import avg_pool
 
     return avg_pool(a, spec.kernel, ceil_mode=True, count_include_pad=False, axes=spec.axes)
 
 
 def _levels_of_block(block: np.ndarray, spec: _Spec, k: int) -> Tuple[np.ndarray, ...]:
     """``k`` successive levels of one Dask block, single-threaded (Dask supplies the parallelism)."""
-    from ._threads import threads
+    from ..core.threads import threads
 
     out = []
     with threads(1):

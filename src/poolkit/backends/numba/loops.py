@@ -15,11 +15,11 @@ import functools
 
 import numpy as np
 
-from .. import _threads
-from .. import _plan
-from .._plan import Plan, check_offsets, lowest, nan_value
-from . import _fast
-from . import _kernels as K
+from ...core import threads as _threads
+from ...core import plan as _plan
+from ...core.plan import Plan, check_offsets, lowest, nan_value
+from . import fast as _fast
+from . import kernels as K
 
 # Below this many input elements one thread is faster than waking the pool (measured on a
 # 2-core machine: the parallel launch costs about 5 microseconds).

@@ -13,10 +13,10 @@ from typing import Any, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from . import backends as _backends
-from ._geometry import Axis, as_bool, check_int64_product
-from ._layout import DtypePolicy, Layout, as_input_array, dtype_policy, is_dask_array, resolve_axes
-from ._plan import Plan, divs_dtype, make_plan, offsets_to_indices
+from .. import backends as _backends
+from ..core.geometry import Axis, as_bool, check_int64_product
+from ..core.layout import DtypePolicy, Layout, as_input_array, dtype_policy, is_dask_array, resolve_axes
+from ..core.plan import Plan, divs_dtype, make_plan, offsets_to_indices
 
 __all__ = ["Prepared", "Context", "Windows", "prepare", "run_forward", "run_backward", "check_backend",
            "backend_module", "check_float_grad", "check_nan_policy", "check_divisor_override", "check_mask",
@@ -24,7 +24,7 @@ __all__ = ["Prepared", "Context", "Windows", "prepare", "run_forward", "run_back
 
 
 class Windows(Protocol):
-    """What :func:`prepare` needs from a call's window arguments (see :mod:`poolkit._windows`)."""
+    """What :func:`prepare` needs from a call's window arguments (see :mod:`poolkit.core.windows`)."""
 
     def __call__(self, sizes: Sequence[int]) -> Tuple[Axis, ...]: ...
 
@@ -253,10 +253,10 @@ def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None
     """Pool ``x``. Returns ``(y, indices or None, Context or None)``.
 
     ``mask`` (from :func:`check_mask`, or None): False elements are left out of their
-    windows. A Dask array is pooled lazily, chunk by chunk (:mod:`poolkit._dask`), with no context.
+    windows. A Dask array is pooled lazily, chunk by chunk (:mod:`poolkit.engine.lazy`), with no context.
     """
     if is_dask_array(x):
-        from . import _dask
+        from . import lazy as _dask
         return _dask.run_forward(p, x, mask=mask, return_indices=return_indices, keep=keep)
     plan = p.plan
     x5 = p.layout.to_canonical(x)

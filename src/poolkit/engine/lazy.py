@@ -19,7 +19,7 @@ chunk boundary is kept where a window starts after it, and chunks shorter than
 a window's reach are merged -- and windows that reach past their chunk get a
 halo from the next chunks (``dask.array.overlap.overlap``).  Other axes keep
 their chunks.  Each task pools its block with the ordinary in-memory kernels,
-its windows restricted to the block (:func:`poolkit._geometry.restrict_axis`)
+its windows restricted to the block (:func:`poolkit.core.geometry.restrict_axis`)
 so that padding, ``ceil_mode``, dilation and divisors are those of the whole
 array; the task graph has a few tasks per chunk.  Global pooling and
 ``max_unpool*`` need whole planes (a sum's order, indices anywhere in the
@@ -41,11 +41,11 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ._core import Prepared
-from ._core import run_forward as _pool_in_memory
-from ._geometry import Axis, restrict_axis, trivial_axis
-from ._layout import Layout, is_dask_array
-from ._threads import threads
+from .eager import Prepared
+from .eager import run_forward as _pool_in_memory
+from ..core.geometry import Axis, restrict_axis, trivial_axis
+from ..core.layout import Layout, is_dask_array
+from ..core.threads import threads
 
 __all__ = ["run_forward", "per_plane", "task_threads", "THREADS_KEY"]
 
@@ -187,7 +187,7 @@ def _overlapped(a, chunks, depth: Dict[int, Tuple[int, int]]):
 
 
 def run_forward(p: Prepared, x, *, mask=None, return_indices: bool = False, keep: bool = True):
-    """Pool the Dask array ``x`` lazily; ``(y, indices or None, None)`` as :func:`poolkit._core.run_forward`.
+    """Pool the Dask array ``x`` lazily; ``(y, indices or None, None)`` as :func:`poolkit.engine.eager.run_forward`.
 
     ``mask`` (bool, NumPy or Dask, broadcastable to ``x``) is blocked as ``x`` is.
     """

@@ -1,7 +1,7 @@
-"""The windows of one call, as :func:`poolkit._core.prepare` asks for them.
+"""The windows of one call, as :func:`poolkit.engine.eager.prepare` asks for them.
 
 Functions and layers describe their windows with one of two small objects:
-called with the input's pooled sizes they return one :class:`~poolkit._geometry.Axis`
+called with the input's pooled sizes they return one :class:`~poolkit.core.geometry.Axis`
 per pooled axis; ``sizing_argument`` is the ``(name, value)`` of the argument that sets the
 output size (echoed when that size is too big).  PyTorch's extra ``avg_pool3d`` rule
 lives here and nowhere else.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
-from ._geometry import Axis, PoolSpec, adaptive_axis, check_int64_product, normalize_output_size
+from .geometry import Axis, PoolSpec, adaptive_axis, check_int64_product, normalize_output_size
 
 __all__ = ["AdaptiveWindows", "StridedWindows"]
 

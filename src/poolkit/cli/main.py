@@ -44,7 +44,7 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from . import info
+    from .. import info
 
     d = info()
     if args.json:
@@ -70,7 +70,7 @@ def _warmup_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_warmup(args: argparse.Namespace) -> int:
-    from ._warmup import check, describe, warmup
+    from ..backends.numba.warmup import check, describe, warmup
 
     parser = args._warmup_parser
     configs = None
@@ -90,7 +90,7 @@ def _run_warmup(args: argparse.Namespace) -> int:
         return _fail(parser, where + str(exc))
     records = warmup(configs, dtypes=dtypes, progress=False if args.quiet else None)
     if not args.quiet:
-        from . import info
+        from .. import info
 
         width = max(len(describe(r)) for r in records) + 1
         for r in records:
@@ -107,7 +107,9 @@ Command = Tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 
 
 def _commands() -> Dict[str, Command]:
-    from . import _pyramid_cli, bench, explain
+    from . import pyramid as _pyramid_cli
+    from ..bench import chapter as bench
+    from .. import explain
 
     return {
         "bench": (bench.add_arguments, bench.run, "run the chapter's performance test (17.5.6)",

@@ -37,11 +37,11 @@ from typing import Dict, Tuple
 import numpy as np
 from numba import njit
 
-from .. import _threads
-from .. import _plan
-from .._plan import Plan
-from ._jit import Kernel, kernel
-from ._simd import AVG, MAX, MIN, NARROW, WIDE, block_width, grad_add_block, grad_tile_block, pool_block
+from ...core import threads as _threads
+from ...core import plan as _plan
+from ...core.plan import Plan
+from .jit import Kernel, kernel
+from .simd import AVG, MAX, MIN, NARROW, WIDE, block_width, grad_add_block, grad_tile_block, pool_block
 
 U = np.uint64
 

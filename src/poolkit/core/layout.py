@@ -49,7 +49,7 @@ def as_input_array(x, name: str = "x", lazy: bool = False) -> np.ndarray:
 
     The single entry point of every array argument. Masked arrays are refused
     (their mask would be dropped). A Dask array comes back as it is when
-    ``lazy`` (the forward functions pool it chunk by chunk, :mod:`poolkit._dask`);
+    ``lazy`` (the forward functions pool it chunk by chunk, :mod:`poolkit.engine.lazy`);
     elsewhere it is refused rather than computed whole.
 
     Arrays in non-native byte order (e.g. ``'>f8'`` read from a file) come back

@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._layout import as_input_array, is_dask_array
-from .multiscale import DEFAULT_BLOCK_BYTES, _check_levels, _default_levels, _dask_pyramid, _is_int, _normalize
+from ..core.layout import as_input_array, is_dask_array
+from .levels import DEFAULT_BLOCK_BYTES, _check_levels, _default_levels, _dask_pyramid, _is_int, _normalize
 
 __all__ = ["write_pyramid", "VERSIONS"]
 
@@ -218,7 +218,7 @@ def write_pyramid(x, store, *, levels: Optional[int] = None, factor: Union[int, 
         x = x.rechunk(out_chunks)
         data = _dask_pyramid(x, spec, n_levels, int(max_block_bytes))
     else:
-        from .multiscale import _reduce_once
+        from .levels import _reduce_once
 
         data = [x]
         for _ in range(n_levels):

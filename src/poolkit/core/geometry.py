@@ -250,7 +250,7 @@ def restrict_axis(axis: Axis, o1: int, o2: int, a: int, b: int) -> Axis:
 
     ``[a, b)`` must hold every tap of those windows that lies inside the input,
     with ``0 <= a <= max(start[o1], 0)`` (a Dask block's view of the input,
-    :mod:`poolkit._dask`).  Positions shift by ``-a``; the tap ranges ``lo``,
+    :mod:`poolkit.engine.lazy`).  Positions shift by ``-a``; the tap ranges ``lo``,
     ``hi`` and ``padded`` carry over, so divisors, ``ceil_mode`` windows and
     padding come out as on the whole axis.  A regular axis stays regular and
     consistent: its windows start at ``o * stride - pad_before`` with

@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ._geometry import Axis
+from .geometry import Axis
 
 __all__ = ["Plan", "make_plan", "off_dtype_for", "offsets_to_indices", "sentinel_for", "lowest", "nan_value",
            "check_offsets", "invalid_offsets", "divs_dtype", "empty_value", "ignored_mask", "highest", "worst"]
@@ -144,7 +144,7 @@ def sentinel_for(off_dtype: np.dtype) -> int:
 def make_plan(op: str, axes: Tuple[Axis, ...], batch: int, channels: int, nan_ignore: bool = False,
               count_include_pad: bool = True, divisor_override: Optional[int] = None, divide: bool = True) -> Plan:
     """Build (and cache) the plan for ``axes`` (1 to 3 of them, padded up to D, H, W)."""
-    from ._geometry import trivial_axis
+    from .geometry import trivial_axis
 
     d, h, w = (trivial_axis(),) * (3 - len(axes)) + tuple(axes)
     return Plan(op, (d, h, w), (batch, d.size, h.size, w.size, channels), (batch, d.out, h.out, w.out, channels),

@@ -41,14 +41,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._benchkit.contenders import (PEER_PACKAGES, PEERS, POOLKIT_METHODS, Contender, Pooling, peer_contender,
-                                   poolkit_contender, same, tolerance)
-from ._benchkit.first_call import CASES as FIRST_CALL_CASES, cold_and_warm
-from . import wait_for_kernels
-from ._benchkit.machine import BUSY_FRACTION, CpuWatch, machine_info, machine_line
-from ._benchkit.plot import plot, plot_problem
-from ._benchkit.units import format_bytes, format_seconds, pooling_text
-from .functional import output_shape
+from .contenders import (PEER_PACKAGES, PEERS, POOLKIT_METHODS, Contender, Pooling, peer_contender,
+    poolkit_contender, same, tolerance)
+from .first_call import CASES as FIRST_CALL_CASES, cold_and_warm
+from .. import wait_for_kernels
+from .machine import BUSY_FRACTION, CpuWatch, machine_info, machine_line
+from .plot import plot, plot_problem
+from .units import format_bytes, format_seconds, pooling_text
+from ..functional import output_shape
 
 __all__ = ["BenchConfig", "add_arguments", "bench", "make_config", "run", "run_config"]
 
@@ -160,7 +160,7 @@ def make_config(*, iterations: int = 5000, batch: int = 64, shape: Sequence[int]
 
     ``cli=True`` words the errors for the command line (``--padding 2`` instead of ``padding=2``).
     """
-    from ._threads import get_num_threads
+    from ..core.threads import get_num_threads
     import numba
 
     n = _Names(cli)
@@ -391,7 +391,7 @@ def run_config(cfg: BenchConfig, *, first_call: bool = True, on_result: Optional
              "compared": compared,
              "rule": "np.array_equal" if tol is None else f"np.allclose(rtol={tol:g}, atol={tol:g})"}
 
-    from . import info
+    from .. import info
     machine["threading_layer"] = info()["threading_layer"]      # known once a parallel kernel ran
     # Stopped before the fresh processes below, whose CPU time would count as other processes'.
     machine["other_load"] = watch.stop()
@@ -420,7 +420,7 @@ def _first_call(threads: int, show: bool) -> dict:
 
 def _memory(cfg: BenchConfig, x: np.ndarray) -> dict:
     """What the default layer keeps between forward and backward, and PyTorch's equivalent."""
-    from . import threads
+    from .. import threads
 
     layer = cfg.pooling.layer()
     with threads(cfg.threads):

@@ -8,7 +8,7 @@ where each window starts, find the flat in-plane index of each window's
 maximum, and the maximum itself: the element read at that index, so every
 backend gives the same bits.
 
-Contract (canonical ``(B, D, H, W, C)`` layout of :mod:`poolkit._layout`)::
+Contract (canonical ``(B, D, H, W, C)`` layout of :mod:`poolkit.core.layout`)::
 
     window_argmax(x, starts, kernel, backend, ignore) -> (idx, values)
         x       (B, D, H, W, C), C-contiguous, float32/float64 or integer
@@ -32,9 +32,10 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from . import _jit, get_backend
-from ._jit import kernel
-from .numba_loops import _threads_for
+from .numba import jit as _jit
+from . import get_backend
+from .numba.jit import kernel
+from .numba.loops import _threads_for
 
 __all__ = ["window_argmax", "reference", "img2col", "numba"]
 

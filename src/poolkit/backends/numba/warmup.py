@@ -28,7 +28,7 @@ _BATCH, _CHANNELS = 2, 4          # of the large input: 8 planes
 
 
 def _rank(cfg: Mapping[str, Any], where: str) -> int:
-    from ._layout import format_rank
+    from ...core.layout import format_rank
 
     fmt, kernel = cfg["data_format"], cfg["kernel_size"]
     if not isinstance(fmt, str):
@@ -45,8 +45,8 @@ def _rank(cfg: Mapping[str, Any], where: str) -> int:
 
 def _check_config(cfg: object, i: int) -> Config:
     """One config, validated by poolkit's own rules; errors say which entry and key."""
-    from ._geometry import PoolSpec
-    from ._layout import _format_kind
+    from ...core.geometry import PoolSpec
+    from ...core.layout import _format_kind
 
     where = f"configs[{i}]"
     if not isinstance(cfg, Mapping):
@@ -79,7 +79,7 @@ def _check_config(cfg: object, i: int) -> Config:
 
 
 def _check_dtypes(dtypes: object) -> List[np.dtype]:
-    from ._layout import dtype_policy
+    from ...core.layout import dtype_policy
 
     if isinstance(dtypes, (str, np.dtype, type)):
         dtypes = (dtypes,)
@@ -111,8 +111,8 @@ def _check_dtypes(dtypes: object) -> List[np.dtype]:
 def _sizes(cfg: Config, rank: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """Spatial sizes of the small input (two windows per axis) and of the large one, whose input and
     output both have at least ``PARALLEL_MIN_ELEMENTS`` elements (so the parallel kernels run)."""
-    from ._geometry import PoolSpec
-    from .backends.numba_loops import PARALLEL_MIN_ELEMENTS
+    from ...core.geometry import PoolSpec
+    from .loops import PARALLEL_MIN_ELEMENTS
 
     spec = PoolSpec.from_args(rank, cfg["kernel_size"], cfg["stride"], cfg["padding"], cfg.get("dilation", 1))
     small = tuple((k - 1) * d + 1 + s for k, s, d in zip(spec.kernel, spec.stride, spec.dilation))
@@ -124,7 +124,7 @@ def _sizes(cfg: Config, rank: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
 
 
 def _shape(fmt: str, batch: int, channels: int, sizes: Sequence[int]) -> Tuple[int, ...]:
-    from ._layout import _format_kind
+    from ...core.layout import _format_kind
 
     if _format_kind(fmt, len(sizes)) == "last":
         return (batch, *sizes, channels)
@@ -133,8 +133,8 @@ def _shape(fmt: str, batch: int, channels: int, sizes: Sequence[int]) -> Tuple[i
 
 def _run_once(cfg: Config, rank: int, x: np.ndarray) -> None:
     """Forward and backward through the functions (max: with indices) and through the layer class."""
-    from . import functional as F
-    from . import layers
+    from ... import functional as F
+    from ... import layers
 
     geometry = dict(kernel_size=cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"])
     fmt = cfg["data_format"]
@@ -191,7 +191,7 @@ def warmup(configs: Optional[Iterable[Mapping[str, Any]]] = None, *,
     Each configuration and dtype runs a forward and a backward pass (max
     pooling with ``return_indices=True``) through the public functions and
     through the layer class, with ``backend="numba"``, on two inputs: a small
-    one and one with at least ``poolkit.backends.numba_loops.PARALLEL_MIN_ELEMENTS``
+    one and one with at least ``poolkit.backends.numba.loops.PARALLEL_MIN_ELEMENTS``
     elements, run with all of Numba's threads, so that both the
     single-threaded and the multi-threaded kernels are compiled.  Compiled
     kernels go to the kernel cache folder (``poolkit.info()["kernel_cache_dir"]``),
@@ -245,8 +245,8 @@ def warmup(configs: Optional[Iterable[Mapping[str, Any]]] = None, *,
     import numba
     from tqdm import tqdm
 
-    from ._geometry import as_bool
-    from ._threads import threads
+    from ...core.geometry import as_bool
+    from ...core.threads import threads
 
     checked, dts = check(configs, dtypes)
     show = sys.stderr.isatty() if progress is None else as_bool(progress, "progress")

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-from .multiscale import EDGES, METHODS
+from ..multiscale.levels import EDGES, METHODS
 
 _LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 
@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     import dask.array as da
     import numpy as np
 
-    from .ngff import _axes_names, _default_chunks, _existing, write_pyramid
+    from ..multiscale.ngff import _axes_names, _default_chunks, _existing, write_pyramid
 
     factor = _ints(args.factor, "--factor") or (2,)
     chunks = _ints(args.chunks, "--chunks")

@@ -5,7 +5,7 @@ command line so that a script can import it without building a parser:
 
 ``machine``
     The report header: CPU model and vector extensions, cores, load,
-    versions, git commit; :class:`~poolkit._benchkit.machine.CpuWatch`, the
+    versions, git commit; :class:`~poolkit.bench.machine.CpuWatch`, the
     noise indicator (other processes' CPU use, from ``/proc/stat``).
 ``contenders``
     One forward+backward pass of each contender (poolkit's methods, PyTorch,

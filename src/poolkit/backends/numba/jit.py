@@ -42,7 +42,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numba
 from numba import prange
 
-from . import _cache
+from . import cache as _cache
 
 __all__ = ["Kernel", "kernel", "NotCompiled", "call", "background_wait", "background_status", "COMPILE_MODE"]
 

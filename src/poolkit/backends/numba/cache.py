@@ -4,7 +4,7 @@ Compiled kernels go to one folder, the first of these that can be written:
 
 1. ``POOLKIT_CACHE_DIR``, when set;
 2. ``NUMBA_CACHE_DIR``, when set (Numba's own setting);
-3. the package's ``backends/__pycache__`` folder (a writable install, a source checkout);
+3. the package's ``backends/numba/__pycache__`` folder (a writable install, a source checkout);
 4. the user's cache folder (``~/.cache/poolkit`` on Linux, the platform's convention
    elsewhere, from :mod:`platformdirs`): system and container installs, HPC modules.
 

@@ -73,7 +73,7 @@ class Contender:
 
 
 def _poolkit_threads(threads: int) -> Callable[[], ContextManager[object]]:
-    from .._threads import threads as set_threads
+    from ..core.threads import threads as set_threads
 
     return lambda: set_threads(threads)
 

@@ -12,7 +12,7 @@ called: a layer, or the functional pair) and reports, as one JSON line:
     or the kernels did (``"kernel"``);
 ``ready_s``
     from the start of that first pass until the background compile is done
-    (:func:`poolkit.backends._jit.background_wait` returns): the kernels are
+    (:func:`poolkit.backends.numba.jit.background_wait` returns): the kernels are
     compiled, or loaded from the cache, and written to the cache folder;
 ``steady_s``, ``steady_served_by``
     the best of ``passes`` more passes once the kernels serve;
@@ -63,7 +63,7 @@ _CLEARED = ("POOLKIT_CACHE_DIR", "NUMBA_CACHE_DIR", "POOLKIT_COMPILE", "NUMBA_CA
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # .../poolkit
 _SOURCE_ROOT = os.path.dirname(_PACKAGE)                                    # what holds poolkit/
 # Runs this file by path as __main__, with argv [this file, spec]: `python file.py` would put
-# _benchkit/ (machine.py, plot.py, ...) first on sys.path, where it could shadow other modules.
+# bench/ (machine.py, plot.py, ...) first on sys.path, where it could shadow other modules.
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
@@ -192,7 +192,8 @@ def _child(spec: dict) -> dict:
     import poolkit
     out: Dict[str, Any] = {"import_s": time.perf_counter() - t0}
     import numpy as np
-    from poolkit.backends import _jit, get_backend
+    from poolkit.backends.numba import jit as _jit
+    from poolkit.backends import get_backend
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(spec["shape"]).astype(spec["dtype"])

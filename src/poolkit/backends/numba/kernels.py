@@ -2,7 +2,7 @@
 
 They work on the canonical ``(B, D, H, W, C)`` layout and read the windows from
 a plan's table ``tab`` (``int64 (3, 5, n)``: per axis D/H/W the rows start, lo,
-hi, padded count and step; see :class:`poolkit._plan.Plan`), so one kernel
+hi, padded count and step; see :class:`poolkit.core.plan.Plan`), so one kernel
 serves 1-D, 2-D and 3-D, strided and adaptive windows, any padding and
 dilation, channels-first (``C == 1``) and channels-last data.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._jit import kernel
+from .jit import kernel
 
 MAX, AVG, MIN = 0, 1, 2
 
