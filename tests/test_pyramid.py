@@ -292,7 +292,7 @@ def test_pyramid_is_public_and_lazy():
 @given(st.integers(1, 2**20), st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=40))
 def test_float_rounding_path_is_exact(n, values):
     # The float64 path of the integer mean against Python's exact round-half-even, sums of 32-bit values.
-    from poolkit.multiscale.levels import _round_half_even
+    from poolkit.multiscale.reduce import round_half_even as _round_half_even
 
     s = np.array([v * n // 3 + k for k, v in enumerate(values)] + [v * n + n // 2 for v in values[:5]],
                  dtype=np.int64)

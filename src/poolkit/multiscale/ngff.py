@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..core.layout import as_input_array, is_dask_array
-from .levels import DEFAULT_BLOCK_BYTES, _check_levels, _default_levels, _dask_pyramid, _is_int, _normalize
+from .levels import DEFAULT_BLOCK_BYTES, _dask_pyramid
+from .spec import check_levels as _check_levels, default_levels as _default_levels, is_int as _is_int, normalize as _normalize
 
 __all__ = ["write_pyramid", "VERSIONS"]
 
@@ -218,11 +219,10 @@ def write_pyramid(x, store, *, levels: Optional[int] = None, factor: Union[int, 
         x = x.rechunk(out_chunks)
         data = _dask_pyramid(x, spec, n_levels, int(max_block_bytes))
     else:
-        from .levels import _reduce_once
+        from ..core.threads import get_num_threads
+        from .reduce import reduce_levels
 
-        data = [x]
-        for _ in range(n_levels):
-            data.append(_reduce_once(data[-1], spec))
+        data = [x, *reduce_levels(x, (spec,) * n_levels, threads=get_num_threads())]
     arrays = []
     for k, level in enumerate(data):
         kw = {"dimension_names": list(names)} if zarr_format == 3 else {}
