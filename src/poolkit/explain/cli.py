@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which pooling to show: max, avg (or mean), min, sum, lp (Lp, power-average) "
                              "or both: max and avg (default: both)")
     parser.add_argument("--norm-type", default=None, metavar="P",
-                        help="--mode lp: the power p, a number > 0 or inf (default 2; inf is max pooling)")
+                        help="--mode lp: the power p, any number but 0, or inf or -inf (default 2; inf is max "
+                             "pooling of |x|, -inf min pooling of |x|; write --norm-type=-inf)")
     parser.add_argument("--kernel", default=None, metavar="F",
                         help="window size: 2, or 2,3 for height,width (default 2)")
     parser.add_argument("--stride", default=None, metavar="S", help="step between windows (default: --kernel)")

@@ -96,31 +96,37 @@ def _min_pool(x: np.ndarray, flat: np.ndarray):
 
 
 def _lp_pool(x: np.ndarray, flat: np.ndarray, divisor: np.ndarray, p: float, g: np.ndarray):
-    """Lp pooling of one plane (finite ``p``) and its gradient: ``(y, grad_input)``.
+    """Lp pooling of one plane (finite ``p``) and its gradient: ``(y, grad_input, power_sum)``.
 
     ``y = (sum of x**p over the window * K / divisor)**(1/p)``: PyTorch's
     ``(avg_pool(x**p, count_include_pad=True) * K)**(1/p)``, with ``K`` the
     window's taps and ``divisor`` average pooling's count of the taps inside
     the padded extent (K, except where a ceil_mode window runs past it).
-    Padding adds 0.  A negative power or sum under a fractional exponent is
-    NaN, as in PyTorch.  Backward: tap ``x`` gets
-    ``g * K/divisor * x**(p-1) * y**(1-p)``; a window with ``y = 0`` (its sum
-    is 0) sends nothing back: 0, where PyTorch's formula gives 0/0 for p > 1
-    (and 0 for p <= 1), as :func:`poolkit.lp_pool_backward` does.
+    Padding adds 0 to the sum (also for a negative ``p``, where ``0**p``
+    would be infinite: the library pools ``x**p`` with zero padding).  A
+    negative power or sum under a fractional exponent is NaN, as in PyTorch.
+    ``power_sum`` is what the root is taken of, ``sum(x**p) * K / divisor``.
+    Backward: tap ``x`` gets ``g * K/divisor * x**(p-1) * y**(1-p)``; a
+    window with ``y = 0`` (for ``p > 0``: its sum is 0) sends nothing back: 0,
+    where PyTorch's formula gives 0/0 for p > 1 (and 0 for p <= 1), as
+    :func:`poolkit.lp_pool_backward` does.  For ``p < 0`` the same rule covers
+    a sum of 0 (``y = inf``) and a tap of 0 (``x**p = inf``, so ``y = 0``).
     """
     vals = _tap_values(x, flat, 0.0)                                 # (OH, OW, K)
     scale = flat.shape[2] / divisor                                  # K / divisor, (OH, OW)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        y = np.power(np.power(vals, p).sum(axis=-1) * scale, 1.0 / p)
+        powers = np.where(flat >= 0, np.power(vals, p), 0.0)
+        total = powers.sum(axis=-1) * scale
+        y = np.power(total, 1.0 / p)
         dy = scale[..., None] * np.power(vals, p - 1) * np.power(y, 1.0 - p)[..., None]
-        dy = np.where((y == 0)[..., None], 0.0, dy)
+        dy = np.where(((y == 0) | (total == 0))[..., None], 0.0, dy)
         grads = np.where(flat >= 0, g[..., None] * dy, 0.0)
-    return y, _scatter(grads, flat, x.shape)
+    return y, _scatter(grads, flat, x.shape), total
 
 
 def _norm_json(p: float):
-    """``p`` as the results keep it: a float, or "inf" (JSON has no infinity)."""
-    return p if math.isfinite(p) else "inf"
+    """``p`` as the results keep it: a float, or "inf" / "-inf" (JSON has no infinity)."""
+    return p if math.isfinite(p) else "inf" if p > 0 else "-inf"
 
 
 def _show(name: str, value) -> str:
@@ -218,7 +224,7 @@ def explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mo
         r: Dict = {"mode": m, **common}
         if m == "lp":
             r["norm_type"] = _norm_json(p_norm)
-        if m == "max" or m == "lp" and math.isinf(p_norm):
+        if m == "max" or m == "lp" and p_norm == math.inf:
             # p = inf (the L-infinity norm, as poolkit.lp_pool) is max pooling of |x|; the winner's
             # gradient takes the sign of x there.
             linf = m == "lp"
@@ -227,9 +233,12 @@ def explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mo
             r["output"] = _tolist(y[0, 0])
             r["indices"] = idx[0, 0].tolist()
             r["argmax"] = _positions(idx[0, 0], sizes)
-        elif m == "min":
-            y, idx = _min_pool(x, flat)
-            gi = _scatter(np.where(flat == idx[..., None], g[..., None], 0.0), flat, sizes)
+        elif m == "min" or m == "lp" and p_norm == -math.inf:
+            # p = -inf is min pooling of |x| (as poolkit.lp_pool); the winner's gradient takes the sign of x.
+            neg_inf = m == "lp"
+            y, idx = _min_pool(np.abs(x) if neg_inf else x, flat)
+            gi = _scatter(np.where(flat == idx[..., None], g[..., None], 0.0), flat, sizes) * \
+                (np.sign(x) if neg_inf else 1.0)
             r["output"] = _tolist(y)
             r["indices"] = idx.tolist()
             r["argmin"] = _positions(idx, sizes)
@@ -238,9 +247,10 @@ def explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mo
             gi = _scatter(np.broadcast_to(g[..., None], flat.shape), flat, sizes)
         elif m == "lp":
             divisor = divisors(True)
-            y, gi = _lp_pool(x, flat, divisor, p_norm, g)
+            y, gi, total = _lp_pool(x, flat, divisor, p_norm, g)
             r["output"] = _tolist(y)
             r["divisor"] = divisor.astype(int).tolist()
+            r["power_sum"] = _tolist(total)
         else:
             y = avg_pool2d(x4, k, s, p, ceil, count_include_pad, dilation=d, backend=backend)
             gi = avg_pool2d_backward(g4, x4.shape, k, s, p, ceil, count_include_pad, dilation=d,
@@ -285,8 +295,8 @@ def explain_pooling(input=None, kernel_size=2, stride=None, padding=0, dilation=
       the window's taps and ``divisor`` mean pooling's count of the taps
       inside the padded input (``K`` unless a ``ceil_mode`` window runs past
       it); negative sums under a fractional power give NaN, as in PyTorch.
-      ``p = inf`` is max pooling of ``|x|`` (the L-infinity norm), as in
-      :func:`poolkit.lp_pool`. Backward sends ``δ · K/divisor ·
+      ``p = inf`` is max pooling of ``|x|`` (the L-infinity norm) and
+      ``p = -inf`` min pooling of ``|x|``, as in :func:`poolkit.lp_pool`. Backward sends ``δ · K/divisor ·
       (x/y)**(p-1)`` to each element (for ``p = inf``: δ times the sign of
       the winner, to the winner); a window with ``y = 0`` sends nothing.
 
@@ -308,7 +318,8 @@ def explain_pooling(input=None, kernel_size=2, stride=None, padding=0, dilation=
     count_include_pad : bool
         For average pooling, as in :func:`poolkit.avg_pool2d`.
     norm_type : float or str, optional
-        Lp pooling's ``p``: above 0, or ``inf``. Default 2. Only with ``mode="lp"``.
+        Lp pooling's ``p``: any number but 0 (negative too, as :func:`poolkit.lp_pool`
+        takes it), or ``inf`` / ``-inf``. Default 2. Only with ``mode="lp"``.
     lang : {"en", "zh"}
         Language of the ``explanation`` lines.
     backend : str
@@ -329,8 +340,10 @@ def explain_pooling(input=None, kernel_size=2, stride=None, padding=0, dilation=
         ``indices`` (flat, -1 for none) and ``argmax`` (``[row, col]`` or
         None); for min ``indices`` and ``argmin``; for avg also
         ``count_include_pad`` and ``divisor``; for lp ``norm_type`` (a float,
-        or "inf") and ``divisor`` (with ``p = inf``: ``indices`` and
-        ``argmax``, the winners of ``|x|``, instead). Arrays are nested lists of floats (NaN and
+        "inf" or "-inf"), ``divisor`` and ``power_sum`` (``sum(x**p) * K / divisor``,
+        what the ``1/p`` power is taken of) (with ``p = inf``: ``indices`` and
+        ``argmax``, the winners of ``|x|``, instead; with ``p = -inf``:
+        ``indices`` and ``argmin``). Arrays are nested lists of floats (NaN and
         infinities as None).
 
     Raises
