@@ -861,7 +861,8 @@ def test_tutorial_doctests():
     assert result.attempted > 30 and result.failed == 0
 
 
-def test_tutorial_explain_commands_run(capsys):
+def test_tutorial_explain_commands_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                  # where `--html pooling.html` writes its page
     text = TUTORIAL.read_text(encoding="utf-8")
     commands = re.findall(r"^\$ poolkit explain(.*)$", text, re.M)
     assert len(commands) >= 3
@@ -891,7 +892,7 @@ def test_every_module_docstring_example_runs():
 
     modules = [importlib.import_module(f"poolkit.explain.{m.name}") for m in pkgutil.iter_modules(ex.__path__)]
     assert {m.__name__.rsplit(".", 1)[1] for m in modules} >= {"axis", "cli", "compute", "figures", "jsonout",
-                                                               "parse", "text", "view", "words"}
+                                                               "html", "parse", "text", "view", "words"}
     for module in modules:
         assert module.__doc__ and "job" in module.__doc__, module.__name__     # each says what it is for
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
@@ -902,7 +903,7 @@ def test_word_tables_speak_every_language_alike():
     from poolkit.explain import words
 
     fields = re.compile(r"{(\w*)}")
-    for table in (words.AXIS, words.TEXT, words.FIGURE):
+    for table in (words.AXIS, words.TEXT, words.FIGURE, words.PAGE):
         assert tuple(table) == words.LANGS
         en = table["en"]
         for lang in words.LANGS:

@@ -15,7 +15,7 @@ from .view import (View, as_array, display_width, fmt, formula_lines, label, nor
     winners)
 from .words import TEXT, words_for
 
-__all__ = ["render_text", "window_formula", "route_line", "rule_text"]
+__all__ = ["render_text", "config_line", "window_formula", "route_line", "rule_text"]
 
 _CJK_PUNCT = set("，。；：）、！？》」")
 _HL, _WIN, _BOLD, _RESET = "\x1b[30;43m", "\x1b[1;31;43m", "\x1b[1m", "\x1b[0m"
@@ -125,7 +125,16 @@ def _matrix_block(title: str, values, color=False) -> List[str]:
     return [title] + _grid(cells, color=color)
 
 
-def _config_line(results: Sequence[dict], words: dict) -> str:
+def config_line(results: Sequence[dict], words: dict) -> str:
+    """The configuration in one line: the modes, window, stride, padding and the rest.
+
+    Examples
+    --------
+    >>> from poolkit import explain_pooling
+    >>> from poolkit.explain.words import TEXT
+    >>> config_line(explain_pooling(stride=1), TEXT["en"])
+    'max pooling and mean pooling: window (F) 2x2, stride (S) 1, padding 0'
+    """
     r = results[0]
     text = words["config"].format(modes=words["and"].join(label(x, words) for x in results),
                                   k="x".join(map(str, r["kernel_size"])), s=pair_text(r["stride"]),
@@ -499,7 +508,7 @@ def render_text(results: Sequence[dict], *, compare: Optional[Sequence[dict]] = 
     words = words_for(TEXT, lang)
     b = (lambda s: _BOLD + s + _RESET) if color else (lambda s: s)
     r0 = results[0]
-    out = [b(words["title"])] + _wrap(_config_line(results, words), width) + [""]
+    out = [b(words["title"])] + _wrap(config_line(results, words), width) + [""]
     out += _input_block(results, words, width) + [""]
     out += _forward_section(results, words, width, color) + [""]
     out += _size_section(r0, words, width) + [""]
@@ -507,7 +516,7 @@ def render_text(results: Sequence[dict], *, compare: Optional[Sequence[dict]] = 
     if compare:
         c0 = compare[0]
         out += [b(_wrap(words["compare"].format(k="x".join(map(str, c0["kernel_size"]))), width)[0])]
-        out += _wrap(_config_line(compare, words), width, "  ") + [""]
+        out += _wrap(config_line(compare, words), width, "  ") + [""]
         out += _filmstrip(compare, words, width, color) + [""]
         out += ["  " + s for s in formula_lines(c0)] + [""]
         out += _outputs_block(compare, words, width, color)

@@ -1,9 +1,9 @@
 """Every sentence ``poolkit explain`` prints or draws, in English and Chinese.
 
-This module's job is the words: the three tables of phrases (:data:`AXIS` for
+This module's job is the words: the four tables of phrases (:data:`AXIS` for
 the per-axis account that ``poolkit.output_shape(..., explain=True)`` gives,
 :data:`TEXT` for the terminal walk-through, :data:`FIGURE` for the labels of
-the PNG figures), the one look-up that picks a language, and the two
+the PNG figures, :data:`PAGE` for the interactive HTML page), the one look-up that picks a language, and the two
 functions that fill the per-axis phrases with numbers.  The numbers come from
 :mod:`.axis`; no sentence here computes anything.
 """
@@ -15,7 +15,7 @@ from ..core.geometry import PoolSpec, adaptive_axis, dim_names
 from .axis import count_axis
 from .parse import ExplainError
 
-__all__ = ["AXIS", "TEXT", "FIGURE", "LANGS", "words_for", "explain_axis", "explain_shape", "explain_adaptive"]
+__all__ = ["AXIS", "TEXT", "FIGURE", "PAGE", "LANGS", "words_for", "explain_axis", "explain_shape", "explain_adaptive"]
 
 #: How each axis's output length comes out (``output_shape(..., explain=True)``).
 AXIS = {
@@ -154,6 +154,8 @@ TEXT = {
         "too_wide": "({h}x{w}: too wide to draw at {width} columns; try --png or --format json)",
         "figures": "Figures written:",
         "figure_font": "note: no font with Chinese characters was found; figure labels are in English.",
+        "page": "Page written: {path}",
+        "page_hint": "Open it in a browser (it needs no network); {url}#selftest checks it.",
     },
     "zh": {
         "title": "poolkit explain：池化层的正向计算与反向传播（教材 17.5 节）",
@@ -240,6 +242,8 @@ TEXT = {
         "too_many": "（共 {n} 个窗口，无法逐一画出；可用 --png 或 --format json 查看）",
         "too_wide": "（{h}×{w}：超出 {width} 列，无法画出；可用 --png 或 --format json 查看）",
         "figures": "已生成图片：",
+        "page": "已生成网页：{path}",
+        "page_hint": "用浏览器打开即可（无需联网）；打开 {url}#selftest 可让网页自检。",
         "figure_font": "提示：没有找到含中文字符的字体，图中的文字使用英文。",
     },
 }
@@ -274,6 +278,74 @@ FIGURE = {
            "avg_op_back": "δ ÷ 除数", "sum_op_back": "δ 传给每个位置", "lp_op_back": "δ·(x/y)^(p−1)"},
 }
 
+#: The interactive page (:func:`.html.render_html`): its headings, controls and legend.
+PAGE = {
+    "en": {
+        "title": "poolkit explain: pooling, forward and backward",
+        "intro": "Section 17.5 of the textbook, live. Hover over or click an output cell to see its window "
+                 "and its formula; step through backward to watch each δ go back to the input.",
+        "configs": "Configuration:",
+        "yours": "your options", "chapter": "chapter: 2×2 windows, stride 2", "stride1": "chapter: stride 1",
+        "padding1": "chapter: padding 1",
+        "lang_switch": "中文 (Chinese)", "lang_label": "Language: switch to Chinese",
+        "forward": "Forward (17.5.1)",
+        "input": "input x ({h}×{w})",
+        "output": "{mode}: output y ({oh}×{ow})",
+        "hint": "Hover over, click or Tab to an output cell; the arrow keys move between cells.",
+        "window": "Window y[{i},{j}]:",
+        "size": "Output size (17.5.2)",
+        "backward": "Backward (17.5.3)",
+        "grad_out": "δ from the next layer ({oh}×{ow})",
+        "grad_acc": "{mode}: gradient for x so far",
+        "grad_final": "when every δ is back",
+        "step": "Step {t} of {n}: δ[{i},{j}] goes back.",
+        "step0": "Step 0 of {n}: nothing sent back yet; press “next”.",
+        "first": "|◀ start", "prev": "◀ back", "next": "next ▶", "last": "end ▶|", "play": "▶ play",
+        "pause": "‖ pause",
+        "backward_keys": "Keys here: ← and → step, Home and End jump to the start and the end, Space plays.",
+        "legend": "Legend:", "legend_window": "the window", "legend_winner": "its maximum (minimum)",
+        "legend_receive": "gets gradient in this step", "legend_current": "the δ being sent",
+        "legend_pad": "padding (outside the input)",
+        "keys": "Keys: Tab moves between the buttons and the grids, the arrow keys inside a grid, "
+                "Enter or Space presses a button.",
+        "noscript": "This page draws its grids with JavaScript; its numbers are in the JSON inside it "
+                    "(script#poolkit-data).",
+        "footer": "Written by poolkit {version} (poolkit explain --html). Every number on this page comes from "
+                  "poolkit.explain_pooling.",
+    },
+    "zh": {
+        "title": "poolkit explain：池化层的正向计算与反向传播",
+        "intro": "教材 17.5 节的互动版。把鼠标移到输出的格子上（或点击），即可看到它的窗口和算式；"
+                 "逐步执行反向传播，观察每个 δ 如何回传到输入。",
+        "configs": "配置：",
+        "yours": "你的参数", "chapter": "教材：2×2 窗口，步长 2", "stride1": "教材：步长 1",
+        "padding1": "教材：填充 1",
+        "lang_switch": "English（英文）", "lang_label": "语言：切换为英文",
+        "forward": "正向计算（17.5.1 节）",
+        "input": "输入 x（{h}×{w}）",
+        "output": "{mode}：输出 y（{oh}×{ow}）",
+        "hint": "把鼠标移到输出的格子上、点击，或用 Tab 键选中；方向键在格子之间移动。",
+        "window": "窗口 y[{i},{j}]：",
+        "size": "输出尺寸（17.5.2 节）",
+        "backward": "反向传播（17.5.3 节）",
+        "grad_out": "上一层回传的残差 δ（{oh}×{ow}）",
+        "grad_acc": "{mode}：目前累积的 x 的梯度",
+        "grad_final": "全部回传之后",
+        "step": "第 {t} 步，共 {n} 步：δ[{i},{j}] 回传。",
+        "step0": "第 0 步，共 {n} 步：尚未回传；请按“下一步”。",
+        "first": "|◀ 开始", "prev": "◀ 上一步", "next": "下一步 ▶", "last": "结束 ▶|", "play": "▶ 播放",
+        "pause": "‖ 暂停",
+        "backward_keys": "此处的按键：← 和 → 前后一步，Home 和 End 回到开始、跳到结束，空格键播放。",
+        "legend": "图例：", "legend_window": "窗口", "legend_winner": "窗口的最大值（最小值）",
+        "legend_receive": "本步得到梯度", "legend_current": "正在回传的 δ",
+        "legend_pad": "填充（输入之外）",
+        "keys": "按键：Tab 在按钮与表格之间移动，表格内用方向键，Enter 或空格键按下按钮。",
+        "noscript": "本页用 JavaScript 绘制表格；所有数字都在页面内的 JSON 中（script#poolkit-data）。",
+        "footer": "由 poolkit {version} 生成（poolkit explain --html）。本页的每个数字都来自 "
+                  "poolkit.explain_pooling。",
+    },
+}
+
 #: The languages every table speaks.
 LANGS = tuple(TEXT)
 
@@ -284,7 +356,7 @@ def words_for(table: dict, lang, option: str = "lang") -> dict:
     Parameters
     ----------
     table : dict
-        :data:`AXIS`, :data:`TEXT` or :data:`FIGURE`.
+        :data:`AXIS`, :data:`TEXT`, :data:`FIGURE` or :data:`PAGE`.
     lang : str
         "en" or "zh".
     option : str
