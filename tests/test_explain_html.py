@@ -214,6 +214,17 @@ def test_template_is_package_data():
     assert (Path(page_mod.__file__).parent / "page.html").is_file()
 
 
+def test_readme_shows_the_page_and_the_tutorial_says_how_to_make_it():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## `poolkit explain`", 1)[1].split("\n## ", 1)[0]
+    assert "poolkit explain --html pooling.html" in section and "#selftest" in section
+    assert "](docs/figures/explain-html.png)" in section
+    png = (ROOT / "docs" / "figures" / "explain-html.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 100_000          # small, like the other figures
+    tutorial = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
+    assert "$ poolkit explain --html pooling.html" in tutorial and "](figures/explain-html.png)" in tutorial
+
+
 # --------------------------------------------------------------------------- #
 # in the browser
 # --------------------------------------------------------------------------- #
