@@ -360,11 +360,14 @@ def test_no_color_env(capsys, monkeypatch):
     (["--padding", "2"], "`padding` must be at most half of `kernel_size`"),
     (["--kernel", "5"], "the window (5) is longer than the padded input (4)"),
     (["--mode", "median"], "--mode: expected max, avg (or mean), min, sum, lp or both, but got 'median'"),
-    (["--mode", "lp", "--norm-type", "0"], "--norm-type: expected a number p > 0 or inf, but got '0'"),
-    (["--mode", "lp", "--norm-type", "-2"], "--norm-type: expected a number p > 0 or inf, but got '-2'"),
-    (["--mode", "lp", "--norm-type", "two"], "--norm-type: expected a number p > 0 or inf, but got 'two'"),
-    (["--mode", "lp", "--norm-type", "nan"], "--norm-type: expected a number p > 0 or inf, but got 'nan'"),
-    (["--mode", "lp", "--norm-type=-inf"], "--norm-type: expected a number p > 0 or inf, but got '-inf'"),
+    (["--mode", "lp", "--norm-type", "0"],
+     "--norm-type: expected a non-zero number p (inf and -inf allowed), but got '0'"),
+    (["--mode", "lp", "--norm-type=-0"],
+     "--norm-type: expected a non-zero number p (inf and -inf allowed), but got '-0'"),
+    (["--mode", "lp", "--norm-type", "two"],
+     "--norm-type: expected a non-zero number p (inf and -inf allowed), but got 'two'"),
+    (["--mode", "lp", "--norm-type", "nan"],
+     "--norm-type: expected a non-zero number p (inf and -inf allowed), but got 'nan'"),
     (["--mode", "max", "--norm-type", "3"], "--norm-type: only Lp pooling has a norm type, but got --mode max; "
                                             "use --mode lp"),
     (["--norm-type", "3"], "--norm-type: only Lp pooling has a norm type, but got --mode both"),
@@ -494,12 +497,57 @@ def test_python_api_norm_type(capsys):
         run_json(capsys, "--input", CHAPTER, "--mode", "lp", "--norm-type", "3")
     assert ex.explain_pooling(mode="lp", norm_type=float("inf"))[0]["norm_type"] == "inf"
     assert ex.explain_pooling(mode="lp") == ex.explain_pooling(mode="lp", norm_type="2")
-    for bad in (0, -1, -0.5, "x", "", float("nan"), float("-inf"), True, [2]):
-        with pytest.raises(ex.ExplainError, match=r"^norm_type: expected a number p > 0 or inf, but got "):
+    for bad in (0, -0.0, "x", "", float("nan"), True, [2], None.__class__):
+        with pytest.raises(ex.ExplainError, match=r"^norm_type: expected a non-zero number p \(inf and -inf "
+                                                  r"allowed\), but got "):
             ex.explain_pooling(mode="lp", norm_type=bad)
     with pytest.raises(ex.ExplainError, match=r"^norm_type: only Lp pooling has a norm type, but got "
                                               r"mode='sum'; use mode='lp'\.$"):
         ex.explain_pooling(mode="sum", norm_type=2)
+
+
+def test_negative_norm_type_is_accepted_as_the_library_accepts_it(capsys):
+    """Issue 24: explain takes every norm_type poolkit.lp_pool takes (p != 0, -inf too), with its numbers."""
+    from poolkit.reductions import check_norm_type
+
+    for p in (-1, -0.5, -2.0, float("-inf"), "-3", "-inf"):
+        value = float(p) if isinstance(p, str) else p
+        assert check_norm_type(value) == float(value)                     # the library accepts it ...
+        (r,) = ex.explain_pooling(GRID3, padding=1, mode="lp", norm_type=p)   # ... and so does explain
+        x4 = np.array(r["input"])[None, None]
+        y = poolkit.lp_pool2d(x4, value, 2, padding=1)
+        gi = poolkit.lp_pool_backward(np.array(r["grad_output"])[None, None], x4, value, (2, 2), padding=(1, 1))
+        _assert_json_close(r["output"], y[0, 0], rtol=1e-13, err_msg=str(p))
+        _assert_json_close(r["grad_input"], gi[0, 0], rtol=1e-12, err_msg=str(p))
+    for bad in (0, float("nan")):                                        # and both reject the rest
+        with pytest.raises(ValueError):
+            check_norm_type(bad)
+        with pytest.raises(ex.ExplainError):
+            ex.explain_pooling(mode="lp", norm_type=bad)
+    # p = -1: the harmonic-style power mean, y = (sum 1/x)**-1; padding adds 0 (not 0**-1).
+    (r,) = run_json(capsys, "--mode", "lp", "--norm-type", "-1", "--input", GRID3, "--padding", "1",
+                    "--grad", "1 2; 3 4")
+    assert r["norm_type"] == -1
+    assert r["output"][0][0] == pytest.approx(1.0)                       # the window holds 1 and 3 pads
+    assert r["output"][0][1] == pytest.approx(1 / (1 / 2 + 1 / 3))
+    # p = -inf: min pooling of |x|, the gradient to the smallest |x| times its sign.
+    (r,) = run_json(capsys, "--mode", "lp", "--norm-type=-inf", "--input", "1 -5; -0.5 3", "--grad", "2")
+    assert r["norm_type"] == "-inf" and r["output"] == [[0.5]] and r["argmin"] == [[[1, 0]]]
+    assert r["grad_input"] == [[0, 0], [-2, 0]]
+    code, out, err = run_cli(capsys, "--mode", "lp", "--norm-type=-inf", "--input", "1 -5; -0.5 3", "--grad", "2")
+    assert code == 0, err
+    assert "L-∞ pooling" in out and "min(|x|) = min(|1|, |-5|, |-0.5|, |3|) = 0.5" in out
+    assert "δ[0,0] = 2 → -2 to x[1,0] (smallest |x|: -0.5)" in out
+    code, out, err = run_cli(capsys, "--mode", "lp", "--norm-type", "-2", "--input", GRID3, "--padding", "1")
+    flat = re.sub(r"\s+", " ", out)
+    assert code == 0 and "L-2 pooling" in out and "(0 + 0 + 0 + 1^(-2))^(1/-2) = 1" in flat
+    assert "the smaller the tap, the larger its share" in flat
+    code, out, err = run_cli(capsys, "--mode", "lp", "--norm-type", "-1", "--input", "-1 1; 1 -1")
+    flat = re.sub(r"\s+", " ", out)
+    assert code == 0 and "δ[0,0] = 1 → nowhere (the powers sum to 0, so y = ∞: the gradient is taken as 0)" in flat
+    assert "Nor does a window whose powers sum to 0 (y = ∞)." in flat
+    code, out, err = run_cli(capsys, "--mode", "lp", "--norm-type=-inf", "--lang", "zh", "--stride", "1")
+    assert code == 0 and "L-∞ 池化" in out and "|x| 最小" in out
 
 
 def _pair2(v):
@@ -813,7 +861,8 @@ def test_tutorial_doctests():
     assert result.attempted > 30 and result.failed == 0
 
 
-def test_tutorial_explain_commands_run(capsys):
+def test_tutorial_explain_commands_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                  # where `--html pooling.html` writes its page
     text = TUTORIAL.read_text(encoding="utf-8")
     commands = re.findall(r"^\$ poolkit explain(.*)$", text, re.M)
     assert len(commands) >= 3
@@ -843,7 +892,7 @@ def test_every_module_docstring_example_runs():
 
     modules = [importlib.import_module(f"poolkit.explain.{m.name}") for m in pkgutil.iter_modules(ex.__path__)]
     assert {m.__name__.rsplit(".", 1)[1] for m in modules} >= {"axis", "cli", "compute", "figures", "jsonout",
-                                                               "parse", "text", "view", "words"}
+                                                               "html", "parse", "text", "view", "words"}
     for module in modules:
         assert module.__doc__ and "job" in module.__doc__, module.__name__     # each says what it is for
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
@@ -854,7 +903,7 @@ def test_word_tables_speak_every_language_alike():
     from poolkit.explain import words
 
     fields = re.compile(r"{(\w*)}")
-    for table in (words.AXIS, words.TEXT, words.FIGURE):
+    for table in (words.AXIS, words.TEXT, words.FIGURE, words.PAGE):
         assert tuple(table) == words.LANGS
         en = table["en"]
         for lang in words.LANGS:
@@ -1001,14 +1050,14 @@ def test_min_and_sum_match_library(capsys, cfg):
 
 
 @pytest.mark.parametrize("cfg", NEW_CONFIGS, ids=_cfg_id)
-@pytest.mark.parametrize("p", [1.0, 2.5, 3.0, float("inf")])
+@pytest.mark.parametrize("p", [1.0, 2.5, 3.0, float("inf"), -1.0, -2.0, -0.5, float("-inf")])
 @pytest.mark.parametrize("signed", [False, True], ids=["positive", "signed"])
 def test_lp_matches_library(capsys, cfg, p, signed):
     k, s, pad, d, ceil = _geometry(cfg)
     x = _library_input(cfg, "lp")
     if signed:                     # negative sums (NaN under most powers), and |x| for p = inf
         x = x * np.where(np.random.default_rng(2).random(x.shape) < 0.3, -1, 1)
-    (r,) = run_json(capsys, *_argv(cfg, x), "--mode", "lp", "--norm-type", repr(p))
+    (r,) = run_json(capsys, *_argv(cfg, x), "--mode", "lp", "--norm-type=" + repr(p))    # "=": -inf is no option
     x4 = x[None, None]
     g4 = np.array(r["grad_output"])[None, None]
     y = poolkit.lp_pool2d(x4, p, k, s, ceil, padding=pad, dilation=d)
@@ -1019,9 +1068,9 @@ def test_lp_matches_library(capsys, cfg, p, signed):
 
 def test_lp_zero_window_matches_library(capsys):
     x = np.array([[0., 0, 1, 2], [0, 0, 3, 4], [-1, 1, 2, 2], [1, -1, 0, 0]])
-    for p in (1.0, 2.0, 3.0, 0.5):
+    for p in (1.0, 2.0, 3.0, 0.5, -1.0, -2.0):             # p < 0: a 0 tap makes the sum inf and y = 0
         (r,) = run_json(capsys, "--input", "; ".join(" ".join(map(str, row)) for row in x),
-                        "--mode", "lp", "--norm-type", repr(p))
+                        "--mode", "lp", "--norm-type=" + repr(p))
         g4 = np.array(r["grad_output"])[None, None]
         y = poolkit.lp_pool2d(x[None, None], p, 2)
         gi = poolkit.lp_pool_backward(g4, x[None, None], p, (2, 2))

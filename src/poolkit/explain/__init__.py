@@ -7,7 +7,10 @@ the upstream gradient [[1,2],[3,4]] -- where max pooling routes each value
 and how mean pooling shares it out. Any of --kernel, --stride, --padding,
 --dilation or --ceil-mode shows that one configuration instead of the tour.
 --mode min, sum or lp (with --norm-type P, default 2) walks through min, sum
-or Lp pooling (PyTorch's LPPool) the same way.
+or Lp pooling (PyTorch's LPPool) the same way. --html FILE writes it all as
+one interactive page instead: hover over an output to see its window and
+formula, step through backward, switch to Chinese; it opens from disk with
+no network, and FILE#selftest checks it in the browser.
 
 examples:
   poolkit explain
@@ -17,6 +20,8 @@ examples:
   poolkit explain --mode lp --norm-type 3 --padding 1
   poolkit explain --input x.npy --kernel 3 --stride 2 --padding 1 --ceil-mode
   poolkit explain --png figures/
+  poolkit explain --html pooling.html
+  poolkit explain --html pooling.html --stride 1 --lang zh
 
 Matrices: rows separated by ';', values by spaces or commas (or a JSON list
 such as [[1,2],[3,4]], or a .npy file holding one 2-D plane). Without --grad
@@ -31,12 +36,14 @@ a 2x2 output that is the chapter's [[1,2],[3,4]]).
 #   words     every sentence, in English and Chinese
 #   view      what the text and the figures share: a result as arrays, numbers, formulas
 #   text      the terminal walk-through;  jsonout  --format json;  figures  --png
+#   html      --html: the interactive page (template page.html: its CSS and script)
 #   cli       add_arguments(parser) and run(args), used by poolkit.cli
 from __future__ import annotations
 
 from .cli import add_arguments, run
 from .compute import CHAPTER_GRAD, CHAPTER_INPUT, explain, explain_pooling
 from .figures import save_figures
+from .html import render_html, save_html
 from .jsonout import render_json
 from .parse import ExplainError, parse_matrix
 from .text import render_text
@@ -44,6 +51,7 @@ from .text import render_text
 __all__ = [
     "CHAPTER_INPUT", "CHAPTER_GRAD", "ExplainError",
     "explain_pooling", "explain", "parse_matrix", "render_text", "render_json", "save_figures",
+    "render_html", "save_html",
     "add_arguments", "run",
 ]
 

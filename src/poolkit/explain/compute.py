@@ -96,31 +96,38 @@ def _min_pool(x: np.ndarray, flat: np.ndarray):
 
 
 def _lp_pool(x: np.ndarray, flat: np.ndarray, divisor: np.ndarray, p: float, g: np.ndarray):
-    """Lp pooling of one plane (finite ``p``) and its gradient: ``(y, grad_input)``.
+    """Lp pooling of one plane (finite ``p``) and its gradient: ``(y, grad_input, power_sum, tap_grads)``.
 
     ``y = (sum of x**p over the window * K / divisor)**(1/p)``: PyTorch's
     ``(avg_pool(x**p, count_include_pad=True) * K)**(1/p)``, with ``K`` the
     window's taps and ``divisor`` average pooling's count of the taps inside
     the padded extent (K, except where a ceil_mode window runs past it).
-    Padding adds 0.  A negative power or sum under a fractional exponent is
-    NaN, as in PyTorch.  Backward: tap ``x`` gets
-    ``g * K/divisor * x**(p-1) * y**(1-p)``; a window with ``y = 0`` (its sum
-    is 0) sends nothing back: 0, where PyTorch's formula gives 0/0 for p > 1
-    (and 0 for p <= 1), as :func:`poolkit.lp_pool_backward` does.
+    Padding adds 0 to the sum (also for a negative ``p``, where ``0**p``
+    would be infinite: the library pools ``x**p`` with zero padding).  A
+    negative power or sum under a fractional exponent is NaN, as in PyTorch.
+    ``power_sum`` is what the root is taken of, ``sum(x**p) * K / divisor``;
+    ``tap_grads`` (OH, OW, K) what each tap of each window gets back.
+    Backward: tap ``x`` gets ``g * K/divisor * x**(p-1) * y**(1-p)``; a
+    window with ``y = 0`` (for ``p > 0``: its sum is 0) sends nothing back: 0,
+    where PyTorch's formula gives 0/0 for p > 1 (and 0 for p <= 1), as
+    :func:`poolkit.lp_pool_backward` does.  For ``p < 0`` the same rule covers
+    a sum of 0 (``y = inf``) and a tap of 0 (``x**p = inf``, so ``y = 0``).
     """
     vals = _tap_values(x, flat, 0.0)                                 # (OH, OW, K)
     scale = flat.shape[2] / divisor                                  # K / divisor, (OH, OW)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        y = np.power(np.power(vals, p).sum(axis=-1) * scale, 1.0 / p)
+        powers = np.where(flat >= 0, np.power(vals, p), 0.0)
+        total = powers.sum(axis=-1) * scale
+        y = np.power(total, 1.0 / p)
         dy = scale[..., None] * np.power(vals, p - 1) * np.power(y, 1.0 - p)[..., None]
-        dy = np.where((y == 0)[..., None], 0.0, dy)
+        dy = np.where(((y == 0) | (total == 0))[..., None], 0.0, dy)
         grads = np.where(flat >= 0, g[..., None] * dy, 0.0)
-    return y, _scatter(grads, flat, x.shape)
+    return y, _scatter(grads, flat, x.shape), total, grads
 
 
 def _norm_json(p: float):
-    """``p`` as the results keep it: a float, or "inf" (JSON has no infinity)."""
-    return p if math.isfinite(p) else "inf"
+    """``p`` as the results keep it: a float, or "inf" / "-inf" (JSON has no infinity)."""
+    return p if math.isfinite(p) else "inf" if p > 0 else "-inf"
 
 
 def _show(name: str, value) -> str:
@@ -130,13 +137,15 @@ def _show(name: str, value) -> str:
 
 
 def explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mode, grad, count_include_pad,
-                    norm_type, lang, names: Mapping[str, str], backend="img2col") -> List[dict]:
+                    norm_type, lang, names: Mapping[str, str], backend="img2col", *, steps=False) -> List[dict]:
     """:func:`explain_pooling` with the arguments named in errors as ``names`` says.
 
     Parameters
     ----------
     input, kernel_size, stride, padding, dilation, ceil_mode, mode, grad, count_include_pad, norm_type, lang, backend
         As for :func:`explain_pooling` (all given, in that order).
+    steps : bool
+        As for :func:`explain_pooling`.
     names : mapping of str to str
         Each parameter of :func:`explain_pooling` as the caller spells it:
         :data:`PY_NAMES` for Python, the option names for the command line.
@@ -218,7 +227,7 @@ def explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mo
         r: Dict = {"mode": m, **common}
         if m == "lp":
             r["norm_type"] = _norm_json(p_norm)
-        if m == "max" or m == "lp" and math.isinf(p_norm):
+        if m == "max" or m == "lp" and p_norm == math.inf:
             # p = inf (the L-infinity norm, as poolkit.lp_pool) is max pooling of |x|; the winner's
             # gradient takes the sign of x there.
             linf = m == "lp"
@@ -227,27 +236,42 @@ def explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mo
             r["output"] = _tolist(y[0, 0])
             r["indices"] = idx[0, 0].tolist()
             r["argmax"] = _positions(idx[0, 0], sizes)
-        elif m == "min":
-            y, idx = _min_pool(x, flat)
-            gi = _scatter(np.where(flat == idx[..., None], g[..., None], 0.0), flat, sizes)
+            takes = (flat >= 0) & (flat == idx[0, 0][..., None])
+            shares = _winner_shares(takes, flat, g, np.sign(x) if linf else None)
+        elif m == "min" or m == "lp" and p_norm == -math.inf:
+            # p = -inf is min pooling of |x| (as poolkit.lp_pool); the winner's gradient takes the sign of x.
+            neg_inf = m == "lp"
+            y, idx = _min_pool(np.abs(x) if neg_inf else x, flat)
+            gi = _scatter(np.where(flat == idx[..., None], g[..., None], 0.0), flat, sizes) * \
+                (np.sign(x) if neg_inf else 1.0)
             r["output"] = _tolist(y)
             r["indices"] = idx.tolist()
             r["argmin"] = _positions(idx, sizes)
+            takes = (flat >= 0) & (flat == idx[..., None])
+            shares = _winner_shares(takes, flat, g, np.sign(x) if neg_inf else None)
         elif m == "sum":
             r["output"] = _tolist(_tap_values(x, flat, 0.0).sum(axis=-1))
             gi = _scatter(np.broadcast_to(g[..., None], flat.shape), flat, sizes)
+            takes = flat >= 0
+            shares = np.broadcast_to(g[..., None], flat.shape)
         elif m == "lp":
             divisor = divisors(True)
-            y, gi = _lp_pool(x, flat, divisor, p_norm, g)
+            y, gi, total, shares = _lp_pool(x, flat, divisor, p_norm, g)
+            takes = flat >= 0
             r["output"] = _tolist(y)
             r["divisor"] = divisor.astype(int).tolist()
+            r["power_sum"] = _tolist(total)
         else:
             y = avg_pool2d(x4, k, s, p, ceil, count_include_pad, dilation=d, backend=backend)
             gi = avg_pool2d_backward(g4, x4.shape, k, s, p, ceil, count_include_pad, dilation=d,
                                      backend=backend)[0, 0]
             r["output"] = _tolist(y[0, 0])
             r["count_include_pad"] = bool(count_include_pad)
-            r["divisor"] = divisors(bool(count_include_pad)).astype(int).tolist()
+            divisor = divisors(bool(count_include_pad))
+            r["divisor"] = divisor.astype(int).tolist()
+            takes = flat >= 0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                shares = np.broadcast_to((g / divisor)[..., None], flat.shape)
         r["grad_output"] = _tolist(g)
         r["grad_source"] = grad_source
         r["grad_input"] = _tolist(gi)
@@ -255,8 +279,54 @@ def explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mo
         r["window_cols"] = window_cols
         r["explanation"] = explanation
         r["lang"] = lang
+        if steps:
+            r["backward_steps"] = _backward_steps(shares, takes, flat, g, sizes)
         results.append(r)
     return results
+
+
+def _winner_shares(takes: np.ndarray, flat: np.ndarray, g: np.ndarray, sign) -> np.ndarray:
+    """Max / min backward per tap: the window's δ on its winner (times sign(x) for Lp with p = ±inf)."""
+    shares = np.where(takes, g[..., None], 0.0)
+    if sign is not None:
+        shares = shares * np.where(flat >= 0, sign.ravel()[np.maximum(flat, 0)], 0.0)
+    return shares
+
+
+def _backward_steps(shares: np.ndarray, takes: np.ndarray, flat: np.ndarray, g: np.ndarray, sizes) -> List[dict]:
+    """Backward one window at a time, in row-major order: what each δ sends where, and the sums so far.
+
+    Parameters
+    ----------
+    shares : ndarray of float64, shape (OH, OW, K)
+        What each tap of each window gets back.
+    takes : ndarray of bool, shape (OH, OW, K)
+        The taps that get something: the winner (max, min), or every tap inside the input.
+    flat : ndarray of int64, shape (OH, OW, K)
+        The taps' flat positions in the plane (:func:`_window_positions`), -1 on padding.
+    g : ndarray, shape (OH, OW)
+        The upstream gradient.
+    sizes : (H, W)
+
+    Returns
+    -------
+    steps : list of dict
+        One per window: ``window`` ``[i, j]``, ``grad`` (δ[i, j]) and ``to``:
+        ``[row, col, share, total]`` per receiving tap, ``total`` being the
+        gradient of that input after this step (the running sum, in window
+        order; after the last step it is ``grad_input``).
+    """
+    running = np.zeros(int(np.prod(sizes)), dtype=np.float64)
+    steps = []
+    for i, j in np.ndindex(*flat.shape[:2]):
+        to = []
+        for k in np.flatnonzero(takes[i, j]):
+            pos = int(flat[i, j, k])
+            running[pos] += shares[i, j, k]
+            r, c = divmod(pos, sizes[1])
+            to.append([r, c, _tolist(shares[i, j, k]), _tolist(running[pos])])
+        steps.append({"window": [i, j], "grad": _tolist(g[i, j]), "to": to})
+    return steps
 
 
 def _positions(idx: np.ndarray, sizes) -> list:
@@ -266,7 +336,7 @@ def _positions(idx: np.ndarray, sizes) -> list:
 
 def explain_pooling(input=None, kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False,
                     mode="both", grad=None, *, count_include_pad=True, norm_type=None, lang="en",
-                    backend="img2col") -> List[Dict]:
+                    backend="img2col", steps=False) -> List[Dict]:
     """Pool one 2-D plane forward and backward, keeping every step for display.
 
     Max and mean pooling's numbers come from poolkit's own functions:
@@ -285,8 +355,8 @@ def explain_pooling(input=None, kernel_size=2, stride=None, padding=0, dilation=
       the window's taps and ``divisor`` mean pooling's count of the taps
       inside the padded input (``K`` unless a ``ceil_mode`` window runs past
       it); negative sums under a fractional power give NaN, as in PyTorch.
-      ``p = inf`` is max pooling of ``|x|`` (the L-infinity norm), as in
-      :func:`poolkit.lp_pool`. Backward sends ``δ · K/divisor ·
+      ``p = inf`` is max pooling of ``|x|`` (the L-infinity norm) and
+      ``p = -inf`` min pooling of ``|x|``, as in :func:`poolkit.lp_pool`. Backward sends ``δ · K/divisor ·
       (x/y)**(p-1)`` to each element (for ``p = inf``: δ times the sign of
       the winner, to the winner); a window with ``y = 0`` sends nothing.
 
@@ -308,13 +378,17 @@ def explain_pooling(input=None, kernel_size=2, stride=None, padding=0, dilation=
     count_include_pad : bool
         For average pooling, as in :func:`poolkit.avg_pool2d`.
     norm_type : float or str, optional
-        Lp pooling's ``p``: above 0, or ``inf``. Default 2. Only with ``mode="lp"``.
+        Lp pooling's ``p``: any number but 0 (negative too, as :func:`poolkit.lp_pool`
+        takes it), or ``inf`` / ``-inf``. Default 2. Only with ``mode="lp"``.
     lang : {"en", "zh"}
         Language of the ``explanation`` lines.
     backend : str
         poolkit backend for max and mean pooling. All give the same numbers;
         the default, "img2col" (plain NumPy), needs no kernel compilation,
         which suits one small plane.
+    steps : bool
+        Also keep backward window by window (``backward_steps``), as
+        ``poolkit explain --html`` steps through it.
 
     Returns
     -------
@@ -329,9 +403,16 @@ def explain_pooling(input=None, kernel_size=2, stride=None, padding=0, dilation=
         ``indices`` (flat, -1 for none) and ``argmax`` (``[row, col]`` or
         None); for min ``indices`` and ``argmin``; for avg also
         ``count_include_pad`` and ``divisor``; for lp ``norm_type`` (a float,
-        or "inf") and ``divisor`` (with ``p = inf``: ``indices`` and
-        ``argmax``, the winners of ``|x|``, instead). Arrays are nested lists of floats (NaN and
-        infinities as None).
+        "inf" or "-inf"), ``divisor`` and ``power_sum`` (``sum(x**p) * K /
+        divisor``, what the ``1/p`` power is taken of); with ``p = inf``
+        ``indices`` and ``argmax`` (the winners of ``|x|``) instead, with
+        ``p = -inf`` ``indices`` and ``argmin``. Arrays are nested lists of floats (NaN and
+        infinities as None). With ``steps=True`` also ``backward_steps``: one
+        dict per window in row-major order, ``{"window": [i, j], "grad": δ,
+        "to": [[row, col, share, total], ...]}``, where ``to`` lists the inputs
+        that window sends gradient to (max, min: the winner; the others every
+        tap inside the input), what each gets, and its gradient so far; after
+        the last window the totals are ``grad_input``.
 
     Raises
     ------
@@ -350,9 +431,11 @@ def explain_pooling(input=None, kernel_size=2, stride=None, padding=0, dilation=
     ([[1.0, 1.0], [1.0, 0.0]], [[10.0, 9.0], [7.0, 7.0]])
     >>> explain_pooling(mode="lp", norm_type=1)[0]["output"]
     [[10.0, 9.0], [7.0, 7.0]]
+    >>> explain_pooling(mode="max", steps=True)[0]["backward_steps"][1]      # δ[0,1] = 2 goes to the 5
+    {'window': [0, 1], 'grad': 2.0, 'to': [[1, 3, 2.0, 2.0]]}
     """
     return explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mode, grad,
-                           count_include_pad, norm_type, lang, PY_NAMES, backend)
+                           count_include_pad, norm_type, lang, PY_NAMES, backend, steps=steps)
 
 
 #: Short name inside this module: ``poolkit.explain.explain(...)``.

@@ -25,7 +25,7 @@ __all__ = ["PLOT_HINT", "cjk_font", "save_figures"]
 PLOT_HINT = "--png needs matplotlib: pip install 'poolkit[plot]'"
 
 #: What a padding cell stands for, per reduction: it never wins a max or a min, and adds 0 to the rest.
-_PAD_TEXT = {"max": "−∞", "min": "+∞", "linf": "−∞"}
+_PAD_TEXT = {"max": "−∞", "min": "+∞", "linf": "−∞", "linf_min": "+∞"}
 
 _PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",
             "#CCB974", "#64B5CD"]

@@ -199,35 +199,41 @@ def parse_modes(mode, option: str) -> Tuple[str, ...]:
 
 
 def parse_norm_type(value, option: str) -> float:
-    """Lp pooling's ``p``: a number above 0, or infinity (max pooling).
+    """Lp pooling's ``p``: what :func:`poolkit.lp_pool` takes, any number but 0 and NaN.
+
+    ``inf`` is max pooling of ``|x|`` and ``-inf`` min pooling of ``|x|``; a
+    negative finite ``p`` is the power mean with a negative exponent, as in
+    :func:`poolkit.lp_pool` (whose rule, :func:`poolkit.reductions.check_norm_type`,
+    this follows).
 
     Parameters
     ----------
     value : int, float or str
-        ``2``, ``1.5``, ``float("inf")``, or a string such as ``"3"`` or ``"inf"``.
+        ``2``, ``1.5``, ``-1``, ``float("inf")``, or a string such as ``"3"``,
+        ``"-0.5"``, ``"inf"`` or ``"-inf"``.
     option : str
         The option's name, used in error messages.
 
     Returns
     -------
     p : float
-        ``0 < p <= inf``.
+        Non-zero, not NaN; ``inf`` and ``-inf`` allowed.
 
     Raises
     ------
     ExplainError
-        Naming ``option`` and the bad value (0, a negative number, NaN, or not a number).
+        Naming ``option`` and the bad value (0, NaN, a bool, or not a number).
 
     Examples
     --------
-    >>> parse_norm_type("3", "--norm-type"), parse_norm_type("inf", "--norm-type")
-    (3.0, inf)
+    >>> parse_norm_type("3", "--norm-type"), parse_norm_type("-inf", "--norm-type"), parse_norm_type(-1, "p")
+    (3.0, -inf, -1.0)
     >>> parse_norm_type(0, "norm_type")
     Traceback (most recent call last):
     ...
-    poolkit.explain.parse.ExplainError: norm_type: expected a number p > 0 or inf, but got 0.
+    poolkit.explain.parse.ExplainError: norm_type: expected a non-zero number p (inf and -inf allowed), but got 0.
     """
-    bad = ExplainError(f"{option}: expected a number p > 0 or inf, but got {value!r}.")
+    bad = ExplainError(f"{option}: expected a non-zero number p (inf and -inf allowed), but got {value!r}.")
     if isinstance(value, str):
         try:
             p = float(value.strip())
@@ -237,6 +243,6 @@ def parse_norm_type(value, option: str) -> float:
         p = float(value)
     else:
         raise bad
-    if math.isnan(p) or p <= 0:               # nan <= 0 is False: NaN needs its own test
+    if math.isnan(p) or p == 0:
         raise bad
     return p

@@ -15,7 +15,7 @@ from .view import (View, as_array, display_width, fmt, formula_lines, label, nor
     winners)
 from .words import TEXT, words_for
 
-__all__ = ["render_text"]
+__all__ = ["render_text", "config_line", "window_formula", "route_line", "rule_text"]
 
 _CJK_PUNCT = set("，。；：）、！？》」")
 _HL, _WIN, _BOLD, _RESET = "\x1b[30;43m", "\x1b[1;31;43m", "\x1b[1m", "\x1b[0m"
@@ -125,7 +125,16 @@ def _matrix_block(title: str, values, color=False) -> List[str]:
     return [title] + _grid(cells, color=color)
 
 
-def _config_line(results: Sequence[dict], words: dict) -> str:
+def config_line(results: Sequence[dict], words: dict) -> str:
+    """The configuration in one line: the modes, window, stride, padding and the rest.
+
+    Examples
+    --------
+    >>> from poolkit import explain_pooling
+    >>> from poolkit.explain.words import TEXT
+    >>> config_line(explain_pooling(stride=1), TEXT["en"])
+    'max pooling and mean pooling: window (F) 2x2, stride (S) 1, padding 0'
+    """
     r = results[0]
     text = words["config"].format(modes=words["and"].join(label(x, words) for x in results),
                                   k="x".join(map(str, r["kernel_size"])), s=pair_text(r["stride"]),
@@ -167,40 +176,75 @@ def _filmstrip(views_results, words, width, color) -> List[str]:
     return lines[:-1]
 
 
-def _example_lines(results, words, width) -> List[str]:
-    """The first window worked out by hand: max(a, b, e, f) and (a + b + e + f)/4, as in 17.5.3."""
-    v = View(results[0])
-    ph, pw = results[0]["padding"]
-    taps = [(r, c) for r in v.rows[0] for c in v.cols[0]]
-    vals = [float(v.x[r, c]) for r, c in taps if v.inside(r, c)]
-    # Every tap inside the padded input, in scan order; padding shows as 0.
-    padded = [fmt(float(v.x[a, b])) if v.inside(a, b) else "0" for a, b in taps
+def window_formula(r: dict, words: dict, i: int, j: int) -> str:
+    """Window ``(i, j)`` of one result worked out by hand, numbers filled in: ``max(1, 3, 4, 2) = 4``.
+
+    Parameters
+    ----------
+    r : dict
+        One result of :func:`poolkit.explain_pooling`.
+    words : dict
+        :data:`.words.TEXT` in one language.
+    i, j : int
+        The output position.
+
+    Returns
+    -------
+    text : str
+        The reduction with the window's values (padding as 0 where it counts)
+        and the result, then a note on padding or scaling where one applies.
+
+    Examples
+    --------
+    >>> from poolkit import explain_pooling
+    >>> from poolkit.explain.words import TEXT
+    >>> max_r, avg_r = explain_pooling()
+    >>> window_formula(max_r, TEXT["en"], 0, 1), window_formula(avg_r, TEXT["en"], 0, 1)
+    ('max(2, 1, 1, 5) = 5', 'mean = (2 + 1 + 1 + 5)/4 = 2.25')
+    """
+    v = View(r)
+    ph, pw = r["padding"]
+    taps = [(a, b) for a in v.rows[i] for b in v.cols[j]]
+    vals = [float(v.x[a, b]) for a, b in taps if v.inside(a, b)]
+    # Every tap inside the padded input, in scan order; padding (None) shows as 0.
+    padded = [fmt(float(v.x[a, b])) if v.inside(a, b) else None for a, b in taps
               if -ph <= a < v.H + ph and -pw <= b < v.W + pw]
     in_pad = len(taps) - len(vals)
-    parts = []
-    for r in results:
-        kind, res = reduction(r), fmt(r["output"][0][0])
-        notes = []
-        if kind in ("max", "min", "linf"):
-            shown = [f"|{fmt(x)}|" for x in vals] if kind == "linf" else [fmt(x) for x in vals]
-            text = words["ex_" + kind].format(vals=", ".join(shown), res=res)
-            notes = [words["ex_max_pad"]] if in_pad else []
-        elif kind == "sum":
-            text = words["ex_sum"].format(vals=" + ".join(map(fmt, vals)), res=res)
-            notes = [words["ex_pad_zero"]] if in_pad else []
-        elif kind == "lp":
-            p, k, n = norm_text(r), len(taps), r["divisor"][0][0]
-            terms = " + ".join(f"{t}^{p}" if not t.startswith("-") else f"({t})^{p}" for t in padded)
-            text = words["ex_lp" if k == n else "ex_lp_scaled"].format(terms=terms, k=k, n=n, p=p, res=res)
-            notes = ([words["ex_pad_zero"]] if in_pad else []) + \
-                ([words["ex_lp_scale"].format(k=k, n=n)] if k != n else [])
-        else:
-            div = r["divisor"][0][0]
-            shown = padded if r["count_include_pad"] else [fmt(x) for x in vals]
-            text = words["ex_avg"].format(vals=" + ".join(shown), div=div, res=res)
-            if in_pad:
-                notes = [words["ex_avg_pad"] if r["count_include_pad"] else words["ex_avg_nopad"].format(div=div)]
-        parts.append(words["sp"].join([text] + notes))
+    kind, res = reduction(r), fmt(r["output"][i][j])
+    notes = []
+    if kind in ("max", "min", "linf", "linf_min"):
+        shown = [f"|{fmt(x)}|" for x in vals] if kind.startswith("linf") else [fmt(x) for x in vals]
+        text = words["ex_" + kind].format(vals=", ".join(shown), res=res)
+        notes = [words["ex_max_pad"]] if in_pad else []
+    elif kind == "sum":
+        text = words["ex_sum"].format(vals=" + ".join(map(fmt, vals)), res=res)
+        notes = [words["ex_pad_zero"]] if in_pad else []
+    elif kind == "lp":
+        p, k, n = norm_text(r), len(taps), r["divisor"][i][j]
+        power = f"({p})" if p.startswith("-") else p
+
+        def term(t):
+            if t is None:                      # padding adds 0 to the sum of powers (0**p for p < 0 would not)
+                return "0" if power != p else f"0^{p}"
+            return f"({t})^{power}" if t.startswith("-") else f"{t}^{power}"
+
+        terms = " + ".join(term(t) for t in padded)
+        text = words["ex_lp" if k == n else "ex_lp_scaled"].format(terms=terms, k=k, n=n, p=p, res=res)
+        notes = ([words["ex_pad_zero"]] if in_pad else []) + \
+            ([words["ex_lp_scale"].format(k=k, n=n)] if k != n else [])
+    else:
+        div = r["divisor"][i][j]
+        shown = [t if t is not None else "0" for t in padded] if r["count_include_pad"] else \
+            [fmt(x) for x in vals]
+        text = words["ex_avg"].format(vals=" + ".join(shown), div=div, res=res)
+        if in_pad:
+            notes = [words["ex_avg_pad"] if r["count_include_pad"] else words["ex_avg_nopad"].format(div=div)]
+    return words["sp"].join([text] + notes)
+
+
+def _example_lines(results, words, width) -> List[str]:
+    """The first window worked out by hand: max(a, b, e, f) and (a + b + e + f)/4, as in 17.5.3."""
+    parts = [window_formula(r, words, 0, 0) for r in results]
     return _wrap(words["example"] + words["sp"] + words["sep"].join(parts), width, "  ")
 
 
@@ -272,57 +316,78 @@ def _span(taps) -> tuple:
     return rs, cs
 
 
-def _routes(r, words, limit=16) -> List[str]:
+def route_line(r: dict, words: dict, i: int, j: int) -> str:
+    """Where backward sends ``δ[i, j]``, in words and numbers: ``δ[0,1] = 2 → x[1,3] (the max, 5)``.
+
+    Parameters
+    ----------
+    r : dict
+        One result of :func:`poolkit.explain_pooling`.
+    words : dict
+        :data:`.words.TEXT` in one language.
+    i, j : int
+        The output position whose upstream gradient is sent back.
+
+    Returns
+    -------
+    text : str
+
+    Examples
+    --------
+    >>> from poolkit import explain_pooling
+    >>> from poolkit.explain.words import TEXT
+    >>> max_r, avg_r = explain_pooling()
+    >>> route_line(max_r, TEXT["en"], 0, 1)
+    'δ[0,1] = 2 → x[1,3] (the max, 5)'
+    >>> route_line(avg_r, TEXT["en"], 1, 0)
+    'δ[1,0] = 3 → 3/4 = 0.75 to each of x[2:4, 0:2]'
+    """
     v = View(r)
     kind = reduction(r)
     won = winners(r)
-    lines = []
+    g = fmt(r["grad_output"][i][j])
+    taps = v.taps_inside(i, j)
+    if won is not None:
+        a = won[i][j]
+        if a is None:
+            return words["none"].format(i=i, j=j, g=g)
+        v_won = r["input"][a[0]][a[1]]
+        g_won = r["grad_output"][i][j]           # L∞: times the sign of x at the winner
+        gs = None if g_won is None or v_won is None else g_won * ((v_won > 0) - (v_won < 0))
+        return words[kind + "_route"].format(i=i, j=j, g=g, gs=fmt(gs), r=a[0], c=a[1], v=fmt(v_won))
+    div = r["divisor"][i][j] if "divisor" in r else len(taps)
+    if not taps or div == 0:
+        return words["none"].format(i=i, j=j, g=g)
+    rs, cs = _span(taps)
+    one = "" if len(taps) > 1 else "_one"
+    if kind == "avg":
+        share = r["grad_output"][i][j]
+        share = None if share is None else share / div
+        text = words["avg_route" + one].format(i=i, j=j, g=g, div=div, share=fmt(share), rs=rs, cs=cs)
+    elif kind == "sum":
+        text = words["sum_route" + one].format(i=i, j=j, g=g, rs=rs, cs=cs)
+    else:
+        y, p = r["output"][i][j], float(r["norm_type"])
+        if y is None or y != y:
+            # For p < 0 a window whose powers sum to 0 has y = inf and sends nothing; else y is NaN.
+            zero_sum = "power_sum" in r and r["power_sum"][i][j] == 0
+            return words["lp_inf" if zero_sum else "lp_nan"].format(i=i, j=j, g=g)
+        if y == 0:
+            return words["lp_zero"].format(i=i, j=j, g=g)
+        k = len(v.rows[i]) * len(v.cols[j])
+        scale = "" if k == div else f"·{k}/{div}"
+        text = words["lp_route" + one].format(i=i, j=j, g=g, y=fmt(y), q=fmt(p - 1), scale=scale, rs=rs, cs=cs)
+    lost = len(v.rows[i]) * len(v.cols[j]) - len(taps)
+    # Only mean pooling with count_include_pad=True shares δ out to taps in the padding.
+    lost = min(lost, div - len(taps)) if kind == "avg" and r["count_include_pad"] else 0
+    if lost > 0:
+        text += words["pad_lost"].format(n=lost)
+    return text
+
+
+def _routes(r, words, limit=16) -> List[str]:
     oh, ow = r["output_shape"]
-    for i in range(oh):
-        for j in range(ow):
-            g = fmt(r["grad_output"][i][j])
-            taps = v.taps_inside(i, j)
-            if won is not None:
-                a = won[i][j]
-                if a is None:
-                    lines.append(words["none"].format(i=i, j=j, g=g))
-                    continue
-                v_won = r["input"][a[0]][a[1]]
-                g_won = r["grad_output"][i][j]           # L∞: times the sign of x at the winner
-                gs = None if g_won is None or v_won is None else g_won * ((v_won > 0) - (v_won < 0))
-                lines.append(words[kind + "_route"].format(i=i, j=j, g=g, gs=fmt(gs), r=a[0], c=a[1],
-                                                           v=fmt(v_won)))
-                continue
-            div = r["divisor"][i][j] if "divisor" in r else len(taps)
-            if not taps or div == 0:
-                lines.append(words["none"].format(i=i, j=j, g=g))
-                continue
-            rs, cs = _span(taps)
-            one = "" if len(taps) > 1 else "_one"
-            if kind == "avg":
-                share = r["grad_output"][i][j]
-                share = None if share is None else share / div
-                text = words["avg_route" + one].format(i=i, j=j, g=g, div=div, share=fmt(share), rs=rs, cs=cs)
-            elif kind == "sum":
-                text = words["sum_route" + one].format(i=i, j=j, g=g, rs=rs, cs=cs)
-            else:
-                y, p = r["output"][i][j], float(r["norm_type"])
-                if y is None or y != y:
-                    lines.append(words["lp_nan"].format(i=i, j=j, g=g))
-                    continue
-                if y == 0:
-                    lines.append(words["lp_zero"].format(i=i, j=j, g=g))
-                    continue
-                k = len(v.rows[i]) * len(v.cols[j])
-                scale = "" if k == div else f"·{k}/{div}"
-                text = words["lp_route" + one].format(i=i, j=j, g=g, y=fmt(y), q=fmt(p - 1), scale=scale,
-                                                      rs=rs, cs=cs)
-            lost = len(v.rows[i]) * len(v.cols[j]) - len(taps)
-            # Only mean pooling with count_include_pad=True shares δ out to taps in the padding.
-            lost = min(lost, div - len(taps)) if kind == "avg" and r["count_include_pad"] else 0
-            if lost > 0:
-                text += words["pad_lost"].format(n=lost)
-            lines.append(text)
+    lines = [route_line(r, words, i, j) for i in range(oh) for j in range(ow)]
     if len(lines) > limit:
         lines = lines[:limit] + [words["more"].format(n=len(lines) - limit)]
     return lines
@@ -346,8 +411,16 @@ def _adds_line(r, words, width) -> List[str]:
                  width, "  ")
 
 
-def _rule(r, words) -> str:
-    """The sentence that says how a mode sends δ back."""
+def rule_text(r: dict, words: dict) -> str:
+    """The sentence that says how a mode sends δ back.
+
+    Examples
+    --------
+    >>> from poolkit import explain_pooling
+    >>> from poolkit.explain.words import TEXT
+    >>> rule_text(explain_pooling(mode="avg")[0], TEXT["en"])
+    'Mean pooling: δ is shared out equally, δ/4 to every tap of its window.'
+    """
     kind = reduction(r)
     if kind == "avg":
         divs = {d for row in r["divisor"] for d in row}
@@ -355,7 +428,11 @@ def _rule(r, words) -> str:
     if kind != "lp":
         return words[kind + "_rule"]
     p = float(r["norm_type"])
-    parts = [words["lp_rule"].format(p=norm_text(r), q=fmt(p - 1)), words["lp_rule_zero"]]
+    # (x/y)**(p-1): larger taps get more for p > 1, smaller ones for p < 1 (negative p too), all alike for p = 1.
+    tail = words["lp_rule_larger" if p > 1 else "lp_rule_smaller" if p < 1 else "lp_rule_equal"]
+    parts = [words["lp_rule"].format(p=norm_text(r), q=fmt(p - 1)) + tail, words["lp_rule_zero"]]
+    if p < 0:
+        parts.append(words["lp_rule_inf"])
     k = r["kernel_size"][0] * r["kernel_size"][1]
     if any(d != k for row in r["divisor"] for d in row):
         parts.append(words["lp_rule_scaled"])
@@ -375,7 +452,7 @@ def _backward_section(results, words, width, color) -> List[str]:
         lines += _wrap(note, width, "  ")
     for r in results:
         lines.append("")
-        lines += _wrap(_rule(r, words), width)
+        lines += _wrap(rule_text(r, words), width)
         for s in _routes(r, words):
             lines += _wrap(s, width, "  ")
         v = View(r)
@@ -431,7 +508,7 @@ def render_text(results: Sequence[dict], *, compare: Optional[Sequence[dict]] = 
     words = words_for(TEXT, lang)
     b = (lambda s: _BOLD + s + _RESET) if color else (lambda s: s)
     r0 = results[0]
-    out = [b(words["title"])] + _wrap(_config_line(results, words), width) + [""]
+    out = [b(words["title"])] + _wrap(config_line(results, words), width) + [""]
     out += _input_block(results, words, width) + [""]
     out += _forward_section(results, words, width, color) + [""]
     out += _size_section(r0, words, width) + [""]
@@ -439,7 +516,7 @@ def render_text(results: Sequence[dict], *, compare: Optional[Sequence[dict]] = 
     if compare:
         c0 = compare[0]
         out += [b(_wrap(words["compare"].format(k="x".join(map(str, c0["kernel_size"]))), width)[0])]
-        out += _wrap(_config_line(compare, words), width, "  ") + [""]
+        out += _wrap(config_line(compare, words), width, "  ") + [""]
         out += _filmstrip(compare, words, width, color) + [""]
         out += ["  " + s for s in formula_lines(c0)] + [""]
         out += _outputs_block(compare, words, width, color)

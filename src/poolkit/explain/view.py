@@ -66,15 +66,19 @@ def pair_text(pair) -> str:
 
 
 def reduction(r: dict) -> str:
-    """How a result reduces its windows: "max", "min", "avg", "sum", "lp", or "linf" (Lp with p = inf:
-    max pooling of ``|x|``).
+    """How a result reduces its windows: "max", "min", "avg", "sum", "lp", "linf" (Lp with p = inf:
+    max pooling of ``|x|``) or "linf_min" (p = -inf: min pooling of ``|x|``).
 
     Examples
     --------
-    >>> reduction({"mode": "lp", "norm_type": "inf"}), reduction({"mode": "lp", "norm_type": 2.0})
-    ('linf', 'lp')
+    >>> reduction({"mode": "lp", "norm_type": "inf"}), reduction({"mode": "lp", "norm_type": "-inf"})
+    ('linf', 'linf_min')
+    >>> reduction({"mode": "lp", "norm_type": -2.0})
+    'lp'
     """
-    return "linf" if r["mode"] == "lp" and r["norm_type"] == "inf" else r["mode"]
+    if r["mode"] == "lp" and r["norm_type"] in ("inf", "-inf"):
+        return "linf" if r["norm_type"] == "inf" else "linf_min"
+    return r["mode"]
 
 
 def winners(r: dict):
@@ -83,16 +87,16 @@ def winners(r: dict):
 
 
 def norm_text(r: dict) -> str:
-    """Lp pooling's p as shown ("2", "1.5", "∞"); "" for the other modes.
+    """Lp pooling's p as shown ("2", "1.5", "-1", "∞", "-∞"); "" for the other modes.
 
     Examples
     --------
-    >>> norm_text({"mode": "lp", "norm_type": 2.0}), norm_text({"mode": "lp", "norm_type": "inf"})
-    ('2', '∞')
+    >>> norm_text({"mode": "lp", "norm_type": 2.0}), norm_text({"mode": "lp", "norm_type": "-inf"})
+    ('2', '-∞')
     """
     if r["mode"] != "lp":
         return ""
-    return "∞" if r["norm_type"] == "inf" else fmt(float(r["norm_type"]))
+    return {"inf": "∞", "-inf": "-∞"}.get(r["norm_type"]) or fmt(float(r["norm_type"]))
 
 
 def label(r: dict, words: dict, suffix: str = "", *, kind: bool = False) -> str:

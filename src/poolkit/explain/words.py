@@ -1,9 +1,9 @@
 """Every sentence ``poolkit explain`` prints or draws, in English and Chinese.
 
-This module's job is the words: the three tables of phrases (:data:`AXIS` for
+This module's job is the words: the four tables of phrases (:data:`AXIS` for
 the per-axis account that ``poolkit.output_shape(..., explain=True)`` gives,
 :data:`TEXT` for the terminal walk-through, :data:`FIGURE` for the labels of
-the PNG figures), the one look-up that picks a language, and the two
+the PNG figures, :data:`PAGE` for the interactive HTML page), the one look-up that picks a language, and the two
 functions that fill the per-axis phrases with numbers.  The numbers come from
 :mod:`.axis`; no sentence here computes anything.
 """
@@ -15,7 +15,7 @@ from ..core.geometry import PoolSpec, adaptive_axis, dim_names
 from .axis import count_axis
 from .parse import ExplainError
 
-__all__ = ["AXIS", "TEXT", "FIGURE", "LANGS", "words_for", "explain_axis", "explain_shape", "explain_adaptive"]
+__all__ = ["AXIS", "TEXT", "FIGURE", "PAGE", "LANGS", "words_for", "explain_axis", "explain_shape", "explain_adaptive"]
 
 #: How each axis's output length comes out (``output_shape(..., explain=True)``).
 AXIS = {
@@ -80,7 +80,7 @@ TEXT = {
         "pad_note": "(. = outside the input, as padding: {rules})",
         "pad_sep": " and ", "pad_max": "it never wins a max", "pad_min": "it never wins a min",
         "pad_avg": "it adds 0 to a mean", "pad_sum": "it adds 0 to a sum", "pad_lp": "it adds 0 to the sum of powers",
-        "pad_linf": "it never wins a max of |x|",
+        "pad_linf": "it never wins a max of |x|", "pad_linf_min": "it never wins a min of |x|",
         "forward": "Forward: each window [in brackets] gives one output y[i,j].",
         "example": "For example y[0,0]:",
         "ex_max": "max({vals}) = {res}",
@@ -90,6 +90,7 @@ TEXT = {
         "ex_avg_nopad": "(divisor {div}: taps inside the input only)",
         "ex_min": "min({vals}) = {res}",
         "ex_linf": "max(|x|) = max({vals}) = {res}",
+        "ex_linf_min": "min(|x|) = min({vals}) = {res}",
         "ex_sum": "sum = {vals} = {res}",
         "ex_pad_zero": "(padding adds 0)",
         "ex_lp": "({terms})^(1/{p}) = {res}",
@@ -106,6 +107,8 @@ TEXT = {
         "repeat_min": "{v} at x[{r},{c}] wins {n} windows",
         "repeats_linf": "Overlapping windows repeat the same maxima of |x|:",
         "repeat_linf": "{v} at x[{r},{c}] wins {n} windows",
+        "repeats_linf_min": "Overlapping windows repeat the same minima of |x|:",
+        "repeat_linf_min": "{v} at x[{r},{c}] wins {n} windows",
         "repeat_tail": "The output is bigger but says less; that is why stride = window size "
                        "is the usual choice.",
         "backward": "Backward (17.5.3): δ, the gradient (residual) from the next layer, {oh}x{ow}:",
@@ -119,17 +122,24 @@ TEXT = {
         "linf_rule": "L∞ pooling (max of |x|): δ goes back to the tap of largest |x|, times the sign of x "
                      "there; the rest get 0.",
         "linf_route": "δ[{i},{j}] = {g} → {gs} to x[{r},{c}] (largest |x|: {v})",
+        "linf_min_rule": "L-∞ pooling (min of |x|): δ goes back to the tap of smallest |x|, times the sign of x "
+                         "there; the rest get 0.",
+        "linf_min_route": "δ[{i},{j}] = {g} → {gs} to x[{r},{c}] (smallest |x|: {v})",
         "sum_rule": "Sum pooling: ∂y/∂x = 1, so every tap of the window gets the whole δ.",
         "sum_route": "δ[{i},{j}] = {g} → {g} to each of x[{rs}, {cs}]",
         "sum_route_one": "δ[{i},{j}] = {g} → {g} to x[{rs},{cs}]",
-        "lp_rule": "L{p} pooling: ∂y/∂x = (x/y)^{q}, so each tap x of a window gets δ·(x/y)^{q}: "
-                   "the larger the tap, the larger its share.",
+        "lp_rule": "L{p} pooling: ∂y/∂x = (x/y)^{q}, so each tap x of a window gets δ·(x/y)^{q}",
+        "lp_rule_larger": ": the larger the tap, the larger its share.",
+        "lp_rule_smaller": ": the smaller the tap, the larger its share.",
+        "lp_rule_equal": ": every tap gets the whole δ.",
         "lp_rule_zero": "A window with y = 0 sends nothing back (0, not 0/0).",
+        "lp_rule_inf": "Nor does a window whose powers sum to 0 (y = ∞).",
         "lp_rule_scaled": "A window that runs past the padding also scales by K/n, as in forward.",
         "lp_route": "δ[{i},{j}] = {g}, y = {y} → {g}{scale}·(x/{y})^{q} to each of x[{rs}, {cs}]",
         "lp_route_one": "δ[{i},{j}] = {g}, y = {y} → {g}{scale}·(x/{y})^{q} to x[{rs},{cs}]",
         "lp_zero": "δ[{i},{j}] = {g} → nowhere (y = 0: the gradient is taken as 0)",
         "lp_nan": "δ[{i},{j}] = {g} → nan (y is nan: a negative value under a fractional power)",
+        "lp_inf": "δ[{i},{j}] = {g} → nowhere (the powers sum to 0, so y = ∞: the gradient is taken as 0)",
         "avg_rule": "Mean pooling: δ is shared out equally, δ/{div} to every tap of its window.",
         "avg_rule_var": "Mean pooling: δ is shared out equally, δ/divisor to every tap of its window.",
         "avg_route": "δ[{i},{j}] = {g} → {g}/{div} = {share} to each of x[{rs}, {cs}]",
@@ -144,6 +154,8 @@ TEXT = {
         "too_wide": "({h}x{w}: too wide to draw at {width} columns; try --png or --format json)",
         "figures": "Figures written:",
         "figure_font": "note: no font with Chinese characters was found; figure labels are in English.",
+        "page": "Page written: {path}",
+        "page_hint": "Open it in a browser (it needs no network); {url}#selftest checks it.",
     },
     "zh": {
         "title": "poolkit explain：池化层的正向计算与反向传播（教材 17.5 节）",
@@ -158,7 +170,7 @@ TEXT = {
         "pad_note": "（. 表示输入之外的填充位置：{rules}）",
         "pad_sep": "，", "pad_max": "取最大值时它不会胜出", "pad_min": "取最小值时它不会胜出",
         "pad_avg": "求平均值时按 0 计入", "pad_sum": "求和时按 0 计入", "pad_lp": "求幂和时按 0 计入",
-        "pad_linf": "取 |x| 的最大值时它不会胜出",
+        "pad_linf": "取 |x| 的最大值时它不会胜出", "pad_linf_min": "取 |x| 的最小值时它不会胜出",
         "forward": "正向计算：每个池化窗口（方括号内）得出一个输出 y[i,j]。",
         "example": "例如 y[0,0]：",
         "ex_max": "max({vals}) = {res}",
@@ -168,6 +180,7 @@ TEXT = {
         "ex_avg_nopad": "（除数 {div}：只计输入内的位置）",
         "ex_min": "min({vals}) = {res}",
         "ex_linf": "max(|x|) = max({vals}) = {res}",
+        "ex_linf_min": "min(|x|) = min({vals}) = {res}",
         "ex_sum": "和 = {vals} = {res}",
         "ex_pad_zero": "（填充按 0 计入）",
         "ex_lp": "({terms})^(1/{p}) = {res}",
@@ -184,6 +197,8 @@ TEXT = {
         "repeat_min": "x[{r},{c}] 处的 {v} 在 {n} 个窗口中都是最小值",
         "repeats_linf": "窗口重叠，同一个 |x| 的最大值被重复输出：",
         "repeat_linf": "x[{r},{c}] 处的 {v} 在 {n} 个窗口中都是 |x| 的最大值",
+        "repeats_linf_min": "窗口重叠，同一个 |x| 的最小值被重复输出：",
+        "repeat_linf_min": "x[{r},{c}] 处的 {v} 在 {n} 个窗口中都是 |x| 的最小值",
         "repeat_tail": "输出变大了，却满是重复的值，基本分不开了，所以一般让步长与池化尺寸相同。",
         "backward": "反向传播（17.5.3 节）：δ 是上一层网络回传的残差（梯度），{oh}×{ow}：",
         "grad_chapter": "（未给出 --grad：使用教材中的例子 1..4）",
@@ -196,16 +211,24 @@ TEXT = {
         "linf_rule": "L∞ 池化（取 |x| 的最大值）：残差回传到 |x| 最大的位置，并乘以该处 x 的符号；"
                      "其它位置的残差都是 0。",
         "linf_route": "δ[{i},{j}] = {g} → x[{r},{c}] 得到 {gs}（|x| 最大：{v}）",
+        "linf_min_rule": "L-∞ 池化（取 |x| 的最小值）：残差回传到 |x| 最小的位置，并乘以该处 x 的符号；"
+                         "其它位置的残差都是 0。",
+        "linf_min_route": "δ[{i},{j}] = {g} → x[{r},{c}] 得到 {gs}（|x| 最小：{v}）",
         "sum_rule": "求和池化：∂y/∂x = 1，窗口的每个位置都得到完整的残差 δ。",
         "sum_route": "δ[{i},{j}] = {g} → x[{rs}, {cs}] 的每个位置各得 {g}",
         "sum_route_one": "δ[{i},{j}] = {g} → x[{rs},{cs}] 得到 {g}",
-        "lp_rule": "L{p} 池化：∂y/∂x = (x/y)^{q}，窗口中的每个位置 x 得到 δ·(x/y)^{q}，值越大分得越多。",
+        "lp_rule": "L{p} 池化：∂y/∂x = (x/y)^{q}，窗口中的每个位置 x 得到 δ·(x/y)^{q}",
+        "lp_rule_larger": "，值越大分得越多。",
+        "lp_rule_smaller": "，值越小分得越多。",
+        "lp_rule_equal": "，每个位置都得到完整的 δ。",
         "lp_rule_zero": "y = 0 的窗口不回传残差（取 0，而不是 0/0）。",
+        "lp_rule_inf": "幂的和为 0（y = ∞）的窗口也不回传残差。",
         "lp_rule_scaled": "超出填充范围的窗口还要乘以 K/n，与正向计算相同。",
         "lp_route": "δ[{i},{j}] = {g}，y = {y} → x[{rs}, {cs}] 的每个位置各得 {g}{scale}·(x/{y})^{q}",
         "lp_route_one": "δ[{i},{j}] = {g}，y = {y} → x[{rs},{cs}] 得到 {g}{scale}·(x/{y})^{q}",
         "lp_zero": "δ[{i},{j}] = {g} → 无处回传（y = 0：梯度取 0）",
         "lp_nan": "δ[{i},{j}] = {g} → nan（y 是 nan：负数的分数次幂）",
+        "lp_inf": "δ[{i},{j}] = {g} → 无处回传（幂的和为 0，y = ∞：梯度取 0）",
         "avg_rule": "平均值池化：残差平均分配到窗口的每个位置，每个位置得到 δ/{div}。",
         "avg_rule_var": "平均值池化：残差平均分配到窗口的每个位置，每个位置得到 δ/除数。",
         "avg_route": "δ[{i},{j}] = {g} → x[{rs}, {cs}] 的每个位置各得 {g}/{div} = {share}",
@@ -219,6 +242,8 @@ TEXT = {
         "too_many": "（共 {n} 个窗口，无法逐一画出；可用 --png 或 --format json 查看）",
         "too_wide": "（{h}×{w}：超出 {width} 列，无法画出；可用 --png 或 --format json 查看）",
         "figures": "已生成图片：",
+        "page": "已生成网页：{path}",
+        "page_hint": "用浏览器打开即可（无需联网）；打开 {url}#selftest 可让网页自检。",
         "figure_font": "提示：没有找到含中文字符的字体，图中的文字使用英文。",
     },
 }
@@ -235,6 +260,7 @@ FIGURE = {
            "sum_rule": "every tap of a window gets its whole δ",
            "lp_rule": "each tap x gets δ·(x/y)^(p−1) with p = {p}; a window with y = 0 sends nothing",
            "linf_rule": "each δ goes back to the tap of largest |x|, times the sign of x there",
+           "linf_min_rule": "each δ goes back to the tap of smallest |x|, times the sign of x there",
            "max_op": "max", "avg_op": "mean", "min_op": "min", "sum_op": "sum", "lp_op": "L{p}",
            "avg_op_back": "δ ÷ divisor", "sum_op_back": "δ to every tap", "lp_op_back": "δ·(x/y)^(p−1)"},
     "zh": {"input": "输入 x", "output": "输出 y", "grad_out": "回传的残差 δ", "grad_in": "x 的梯度",
@@ -247,8 +273,77 @@ FIGURE = {
            "sum_rule": "窗口的每个位置都得到完整的残差 δ",
            "lp_rule": "每个位置 x 得到 δ·(x/y)^(p−1)，p = {p}；y = 0 的窗口不回传",
            "linf_rule": "残差回传到 |x| 最大的位置，并乘以该处 x 的符号",
+           "linf_min_rule": "残差回传到 |x| 最小的位置，并乘以该处 x 的符号",
            "max_op": "取最大值", "avg_op": "取平均值", "min_op": "取最小值", "sum_op": "求和", "lp_op": "L{p}",
            "avg_op_back": "δ ÷ 除数", "sum_op_back": "δ 传给每个位置", "lp_op_back": "δ·(x/y)^(p−1)"},
+}
+
+#: The interactive page (:func:`.html.render_html`): its headings, controls and legend.
+PAGE = {
+    "en": {
+        "title": "poolkit explain: pooling, forward and backward",
+        "intro": "Section 17.5 of the textbook, live. Hover over or click an output cell to see its window "
+                 "and its formula; step through backward to watch each δ go back to the input.",
+        "configs": "Configuration:",
+        "yours": "your options", "chapter": "chapter: 2×2 windows, stride 2", "stride1": "chapter: stride 1",
+        "padding1": "chapter: padding 1",
+        "lang_switch": "中文 (Chinese)", "lang_label": "Language: switch to Chinese",
+        "forward": "Forward (17.5.1)",
+        "input": "input x ({h}×{w})",
+        "output": "{mode}: output y ({oh}×{ow})",
+        "hint": "Hover over, click or Tab to an output cell; the arrow keys move between cells.",
+        "window": "Window y[{i},{j}]:",
+        "size": "Output size (17.5.2)",
+        "backward": "Backward (17.5.3)",
+        "grad_out": "δ from the next layer ({oh}×{ow})",
+        "grad_acc": "{mode}: gradient for x so far",
+        "grad_final": "when every δ is back",
+        "step": "Step {t} of {n}: δ[{i},{j}] goes back.",
+        "step0": "Step 0 of {n}: nothing sent back yet; press “next”.",
+        "first": "|◀ start", "prev": "◀ back", "next": "next ▶", "last": "end ▶|", "play": "▶ play",
+        "pause": "‖ pause",
+        "backward_keys": "Keys here: ← and → step, Home and End jump to the start and the end, Space plays.",
+        "legend": "Legend:", "legend_window": "the window", "legend_winner": "its maximum (minimum)",
+        "legend_receive": "gets gradient in this step", "legend_current": "the δ being sent",
+        "legend_pad": "padding (outside the input)",
+        "keys": "Keys: Tab moves between the buttons and the grids, the arrow keys inside a grid, "
+                "Enter or Space presses a button.",
+        "noscript": "This page draws its grids with JavaScript; its numbers are in the JSON inside it "
+                    "(script#poolkit-data).",
+        "footer": "Written by poolkit {version} (poolkit explain --html). Every number on this page comes from "
+                  "poolkit.explain_pooling.",
+    },
+    "zh": {
+        "title": "poolkit explain：池化层的正向计算与反向传播",
+        "intro": "教材 17.5 节的互动版。把鼠标移到输出的格子上（或点击），即可看到它的窗口和算式；"
+                 "逐步执行反向传播，观察每个 δ 如何回传到输入。",
+        "configs": "配置：",
+        "yours": "你的参数", "chapter": "教材：2×2 窗口，步长 2", "stride1": "教材：步长 1",
+        "padding1": "教材：填充 1",
+        "lang_switch": "English（英文）", "lang_label": "语言：切换为英文",
+        "forward": "正向计算（17.5.1 节）",
+        "input": "输入 x（{h}×{w}）",
+        "output": "{mode}：输出 y（{oh}×{ow}）",
+        "hint": "把鼠标移到输出的格子上、点击，或用 Tab 键选中；方向键在格子之间移动。",
+        "window": "窗口 y[{i},{j}]：",
+        "size": "输出尺寸（17.5.2 节）",
+        "backward": "反向传播（17.5.3 节）",
+        "grad_out": "上一层回传的残差 δ（{oh}×{ow}）",
+        "grad_acc": "{mode}：目前累积的 x 的梯度",
+        "grad_final": "全部回传之后",
+        "step": "第 {t} 步，共 {n} 步：δ[{i},{j}] 回传。",
+        "step0": "第 0 步，共 {n} 步：尚未回传；请按“下一步”。",
+        "first": "|◀ 开始", "prev": "◀ 上一步", "next": "下一步 ▶", "last": "结束 ▶|", "play": "▶ 播放",
+        "pause": "‖ 暂停",
+        "backward_keys": "此处的按键：← 和 → 前后一步，Home 和 End 回到开始、跳到结束，空格键播放。",
+        "legend": "图例：", "legend_window": "窗口", "legend_winner": "窗口的最大值（最小值）",
+        "legend_receive": "本步得到梯度", "legend_current": "正在回传的 δ",
+        "legend_pad": "填充（输入之外）",
+        "keys": "按键：Tab 在按钮与表格之间移动，表格内用方向键，Enter 或空格键按下按钮。",
+        "noscript": "本页用 JavaScript 绘制表格；所有数字都在页面内的 JSON 中（script#poolkit-data）。",
+        "footer": "由 poolkit {version} 生成（poolkit explain --html）。本页的每个数字都来自 "
+                  "poolkit.explain_pooling。",
+    },
 }
 
 #: The languages every table speaks.
@@ -261,7 +356,7 @@ def words_for(table: dict, lang, option: str = "lang") -> dict:
     Parameters
     ----------
     table : dict
-        :data:`AXIS`, :data:`TEXT` or :data:`FIGURE`.
+        :data:`AXIS`, :data:`TEXT`, :data:`FIGURE` or :data:`PAGE`.
     lang : str
         "en" or "zh".
     option : str
