@@ -23,8 +23,9 @@ def run_cli(*args, cwd):
 
 def read_levels(path):
     group = zarr.open_group(str(path), mode="r")
-    datasets = group.attrs["multiscales"][0]["datasets"]
-    return [group[d["path"]][...] for d in datasets]
+    attrs = group.attrs.asdict()
+    ms = attrs["ome"]["multiscales"] if "ome" in attrs else attrs["multiscales"]
+    return [group[d["path"]][...] for d in ms[0]["datasets"]]
 
 
 def test_npy_input(tmp_path):
@@ -41,6 +42,7 @@ def test_npy_input(tmp_path):
     assert "2 pooled levels, method=mean, dtype=float32" in proc.stdout
     assert "level 1:" in proc.stdout and "35x45" in proc.stdout
     assert "of input" in proc.stdout and " s: " in proc.stdout
+    assert "peak memory" in proc.stdout and "tasks in" in proc.stdout
 
 
 @pytest.mark.parametrize("compressed", [False, True])
@@ -89,13 +91,26 @@ def errors_setup(tmp_path):
     (tmp_path / "done.ome.zarr" / "x").write_text("")
     group = zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
     group.create_array("0", shape=(4, 4), dtype="u1")
+    part = zarr.open_group(str(tmp_path / "part.ome.zarr"), mode="w")
+    part.attrs.put({"poolkit_incomplete": {"key": "x"}})
 
 
 ERRORS = [
     (["missing.npy", "o"], "cannot read INPUT missing.npy: no such file or directory"),
+    (["ok.npy", "o", "--memory", "lots"], "--memory must be a size such as 512M, 2G or a number of bytes"),
+    (["ok.npy", "o", "--memory", "1K", "--chunks", "2", "--workers", "2"], "--memory=1024 (1.0 KiB) is too small for one region of "
+                                                        "level 0 (the input) with 2 workers"),
+    (["ok.npy", "o", "--codec", "lzw"], "`codec` must be one of"),
+    (["ok.npy", "o", "--shards", "3", "--chunks", "2"], "`shards` must be multiples of the chunks (2, 2)"),
+    (["ok.npy", "o", "--factors", "2,x"], "--factors must be 'auto' or levels separated by ':'"),
+    (["ok.npy", "o", "--scale", "a"], "--scale must be a number or comma-separated numbers, but got 'a'"),
+    (["ok.npy", "o", "--pool", "zq"], "--pool must name axes of 'yx', each once, but got 'zq'"),
+    (["ok.npy", "o", "--workers", "0"], "--workers must be >= 1, but got 0"),
+    (["ok.npy", "o", "--resume", "--overwrite"], "--overwrite and --resume exclude each other"),
+    (["ok.npy", "part.ome.zarr"], "OUTPUT part.ome.zarr holds an interrupted run; pass --resume to finish it"),
     (["text.tif", "o"], "cannot read INPUT text.tif: "),
     (["ok.npy", "done.ome.zarr"], "OUTPUT done.ome.zarr exists; pass --overwrite to replace it"),
-    (["group.zarr", "o"], "is a Zarr group, not an array; name one of its arrays, e.g. group.zarr/0"),
+    (["group.zarr", "o"], "is a Zarr group, not an array or an OME-Zarr image; name one of its arrays, e.g. group.zarr/0"),
     (["ok.npy", "o", "--scheduler", "mpi"], "--scheduler must be one of threads, processes, synchronous or tcp"),
     (["ok.npy", "o", "--chunks", "4,x"], "--chunks must be an int or comma-separated ints, but got '4,x'"),
     (["ok.npy", "o", "--levels", "-2"], "--levels must be >= 0, but got -2"),
@@ -115,3 +130,4 @@ def test_errors(tmp_path, monkeypatch, capsys, args, message):
     assert err.startswith("poolkit pyramid: error: ") and message in err, err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+    assert "poolkit_incomplete" in zarr.open_group(str(tmp_path / "part.ome.zarr")).attrs   # left alone
