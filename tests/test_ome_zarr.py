@@ -160,7 +160,7 @@ ERRORS = [
     (dict(shards=4, version="0.4"), ValueError, r"`shards` need Zarr format 3 \(version='0.5'\)"),
     (dict(memory=0), ValueError, r"`memory` must be a number of bytes >= 1, but got memory=0"),
     (dict(x=np.zeros((64, 64), np.uint8), chunks=8, memory=1000), ValueError, r"`memory`=1000 \(1000 B\) is too small for one region of level 0 \(the "
-                                    r"input\) with 1 workers: a task needs .*; the smallest memory that works is "
+                                    r"input\) with 1 workers: a task needs .*; the smallest memory that fits every level is "
                                     r"\d+ \(\d+\.\d KiB\)"),
     (dict(workers=0), ValueError, r"`workers` must be an int >= 1, but got workers=0"),
     (dict(scheduler="mpi"), ValueError, r"`scheduler` must be one of \('threads', 'processes', 'synchronous'\)"),

@@ -310,11 +310,16 @@ def make_plan(shapes: Sequence[Tuple[int, ...]], steps: Sequence[Spec], chunks, 
                 break
             best = (last, fits[0], fits[1])
         if best is None:
-            need = _round_up(smallest * workers)
+            # Every stage can take one level once each level's smallest region fits: that much works.
+            need = _round_up(workers * max(
+                task_bytes(tuple(min(v, n) for v, n in zip(_unit(units, _spans(steps, s, len(shapes), len(shapes[0])),
+                                                                  shapes[s], s, s + 1), shapes[s])),
+                           s, s + 1, steps, dtype, chunks, copy_level0)
+                for s in range(max(1, n_levels))) if n_levels else smallest * workers)
             what = f"level {source}" + (" (the input)" if source == 0 else "")
             raise MemoryTooSmall(
                 f"`memory`={memory} ({human(memory)}) is too small for one region of {what} with "
-                f"{workers} workers: a task needs {human(smallest)}; the smallest memory that works is "
+                f"{workers} workers: a task needs {human(smallest)}; the smallest memory that fits every level is "
                 f"{need} ({human(need)}); or use fewer workers, or smaller chunks or shards.", need)
         last, region, b = best
         grid = tuple(-(-n // r) for n, r in zip(shapes[source], region))
