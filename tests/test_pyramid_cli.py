@@ -131,3 +131,24 @@ def test_errors(tmp_path, monkeypatch, capsys, args, message):
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
     assert "poolkit_incomplete" in zarr.open_group(str(tmp_path / "part.ome.zarr")).attrs   # left alone
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_corrupt_chunk_is_named_and_leaves_no_image(tmp_path, direct):
+    from zarr.codecs import TransposeCodec
+
+    x = rng.integers(0, 255, (64, 48)).astype(np.uint8)
+    # Direct chunk I/O, or through zarr-python (a transpose filter chunkio leaves to zarr).
+    kw = {} if direct else dict(filters=[TransposeCodec(order=(1, 0))])
+    src = zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, chunks=(16, 16), dtype=x.dtype, **kw)
+    src[...] = x
+    (tmp_path / "in.zarr" / "c" / "2" / "1").write_bytes(b"\x28\xb5\x2f\xfd broken")
+    proc = run_cli("in.zarr", "out.ome.zarr", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    named = "chunk c/2/1 of in.zarr" if direct else "chunk (2, 1) of in.zarr"
+    assert lines[0].startswith("poolkit pyramid: error: cannot read " + named), lines[0]
+    assert "--resume" in lines[0]
+    attrs = zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r").attrs.asdict()
+    assert "ome" not in attrs and "poolkit_incomplete" in attrs          # not a complete-looking image
