@@ -233,6 +233,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"running on {scheduler}; dashboard: {client.dashboard_link}", file=sys.stderr)
         result = _write(source, args.output, kwargs, overwrite=args.overwrite, resume=args.resume,
                         fsync=args.fsync, progress=show)
+    except BrokenPipeError:
+        raise                           # `poolkit pyramid ... --plan | head`: main() handles it
     except MemoryTooSmall as exc:
         raise _Failure(str(exc).replace("`memory`", "--memory")) from None
     except ChunkError as exc:

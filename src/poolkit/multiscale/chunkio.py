@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -55,9 +56,16 @@ class Codec:
     def native(self) -> np.dtype:
         return self.stored.newbyteorder("=")
 
-    def decode(self, raw) -> np.ndarray:
+    def decode(self, raw, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """The chunk's values; with ``out`` (a C-contiguous array of the chunk's shape and stored dtype,
+        no filters, C order), decoded into it, saving an allocation and a copy."""
         if self.crc32c:
             raw = _check_crc(memoryview(raw))
+        if out is not None and self.compressor is not None and not self.filters and self.order == "C":
+            got = self.compressor.decode(raw, out=out.reshape(-1).view(np.uint8))
+            if np.asarray(got).nbytes != out.nbytes:
+                raise ValueError(f"decoded {np.asarray(got).nbytes} bytes, expected {out.nbytes}")
+            return out if self.stored.isnative or self.stored.itemsize == 1 else out.astype(self.native)
         data = self.compressor.decode(raw) if self.compressor is not None else raw
         for f in reversed(self.filters):
             data = f.decode(data)
@@ -237,6 +245,30 @@ class FastReader:
 
     def __init__(self, layout: Layout, name: str):
         self.layout, self.name = layout, name
+        self._local = threading.local()        # per thread: a decode buffer and a read buffer
+
+    def _buffers(self):
+        loc = self._local
+        if getattr(loc, "chunk", None) is None:
+            loc.chunk = np.empty(self.layout.chunks, dtype=self.layout.codec.stored)
+            loc.raw = bytearray(0)
+        return loc
+
+    def _read_file(self, f, nbytes: int) -> memoryview:
+        loc = self._buffers()
+        if len(loc.raw) < nbytes:
+            loc.raw = bytearray(nbytes)
+        view = memoryview(loc.raw)[:nbytes]
+        got = f.readinto(view)
+        if got != nbytes:
+            raise ValueError(f"read {got} of {nbytes} bytes")
+        return view
+
+    def __getstate__(self):
+        return {"layout": self.layout, "name": self.name}
+
+    def __setstate__(self, state):
+        self.__init__(state["layout"], state["name"])
 
     def _index(self, f, n_chunks: int) -> np.ndarray:
         lay = self.layout
@@ -249,15 +281,18 @@ class FastReader:
         body = _check_crc(memoryview(raw)) if lay.index_crc else memoryview(raw)
         return np.frombuffer(body, dtype="<u8").reshape(-1, 2)
 
-    def _chunk_bytes(self, coords, shard_cache: Dict) -> Optional[bytes]:
+    def _chunk_bytes(self, coords, shard_cache: Dict, keep: bool = True):
         lay = self.layout
         if lay.shards is None:
             path = lay.key(coords)
             try:
-                with open(path, "rb") as f:
-                    return f.read()
+                f = open(path, "rb", buffering=0)
             except FileNotFoundError:
                 return None
+            with f:
+                if not keep:
+                    return self._read_file(f, os.fstat(f.fileno()).st_size)
+                return f.read()
         per = tuple(s // c for s, c in zip(lay.shards, lay.chunks))
         sc = tuple(c // p for c, p in zip(coords, per))
         if sc not in shard_cache:
@@ -304,8 +339,9 @@ class FastReader:
         try:
             for coords, part in chunk_boxes(box, lay.chunks):
                 try:
-                    data = self._chunk_bytes(coords, shard_cache)
-                    chunk = None if data is None else lay.codec.decode(data)
+                    # Kept bytes must outlive the next read: only those not kept use the shared buffers.
+                    data = self._chunk_bytes(coords, shard_cache, keep=raw)
+                    chunk = None if data is None else lay.codec.decode(data, self._buffers().chunk)
                 except (OSError, ValueError, RuntimeError, TypeError) as exc:
                     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise ChunkError(f"cannot read {self.describe(coords)}: {msg}") from None

@@ -290,6 +290,7 @@ def make_plan(shapes: Sequence[Tuple[int, ...]], steps: Sequence[Spec], chunks, 
         spans = _spans(steps, source, len(shapes), len(shapes[0]))
         best = None
         smallest = None
+        fitting = []
         for last in range(source + 1, n_levels + 1) if n_levels else [0]:
             region = _unit(units, spans, shapes[source], source, last)
             if source == 0 and read_chunks is not None:
@@ -308,7 +309,11 @@ def make_plan(shapes: Sequence[Tuple[int, ...]], steps: Sequence[Spec], chunks, 
                     break
             if fits is None:
                 break
-            best = (last, fits[0], fits[1])
+            fitting.append((last, fits[0], fits[1]))
+        # The most levels whose regions still give every worker two tasks (the stage's work spread
+        # over all cores), else the most levels.
+        spread = [f for f in fitting if int(np.prod([-(-n // r) for n, r in zip(shapes[source], f[1])])) >= 2 * workers]
+        best = (spread or fitting)[-1] if fitting else None
         if best is None:
             # Every stage can take one level once each level's smallest region fits: that much works.
             need = _round_up(workers * max(
