@@ -28,7 +28,7 @@ import os
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,9 +47,9 @@ class Codec:
 
     shape: Tuple[int, ...]          # the chunk's (inner chunk's) shape
     stored: np.dtype                # dtype with the stored byte order
-    order: str                      # "C" or "F" (v2 only)
-    compressor: object              # a numcodecs codec or None
-    filters: Tuple[object, ...]     # v2 numcodecs filters, applied in order before the compressor
+    order: Any                      # "C" or "F" (v2 only)
+    compressor: Any                 # a numcodecs codec or None
+    filters: Tuple[Any, ...]        # v2 numcodecs filters, applied in order before the compressor
     crc32c: bool                    # v3: a crc32c checksum follows the compressed bytes
 
     @property
@@ -120,7 +120,7 @@ class Layout:
     fill: object                    # the fill value, as a native scalar
     index_at_end: bool
     index_crc: bool
-    keys: object                    # the zarr metadata, for its ``encode_chunk_key``
+    keys: Any                       # the zarr metadata, for its ``encode_chunk_key``
 
     @property
     def unit(self) -> Tuple[int, ...]:
@@ -134,7 +134,7 @@ class Layout:
 
 def _numcodecs_of(codec) -> Optional[object]:
     """The numcodecs object a zarr v3 bytes-to-bytes codec stands for (None if not one of ours)."""
-    import numcodecs
+    import numcodecs  # type: ignore[import-untyped]
     from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
     if isinstance(codec, ZstdCodec):
@@ -213,10 +213,10 @@ def layout_of(arr) -> Optional[Layout]:
             return None
         at_end = getattr(sc.index_location, "value", sc.index_location) == "end"
         return Layout(root, tuple(arr.shape), tuple(sc.chunk_shape), grid, inner, fill, at_end, len(index) == 2, meta)
-    codec = _v3_chain(codecs, grid, dtype)
-    if codec is None:
+    chain = _v3_chain(codecs, grid, dtype)
+    if chain is None:
         return None
-    return Layout(root, tuple(arr.shape), grid, None, codec, fill, True, False, meta)
+    return Layout(root, tuple(arr.shape), grid, None, chain, fill, True, False, meta)
 
 
 def chunk_boxes(box: Sequence[slice], unit: Sequence[int]) -> Iterator[Tuple[Tuple[int, ...], Tuple[slice, ...]]]:
@@ -286,10 +286,10 @@ class FastReader:
         if lay.shards is None:
             path = lay.key(coords)
             try:
-                f = open(path, "rb", buffering=0)
+                raw_file = open(path, "rb", buffering=0)
             except FileNotFoundError:
                 return None
-            with f:
+            with raw_file as f:
                 if not keep:
                     return self._read_file(f, os.fstat(f.fileno()).st_size)
                 return f.read()
@@ -298,25 +298,25 @@ class FastReader:
         if sc not in shard_cache:
             path = lay.key(sc)
             try:
-                f = open(path, "rb")
+                shard = open(path, "rb")
             except FileNotFoundError:
                 shard_cache[sc] = None
             else:
                 try:
-                    shard_cache[sc] = (f, self._index(f, int(np.prod(per))))
+                    shard_cache[sc] = (shard, self._index(shard, int(np.prod(per))))
                 except Exception:
-                    f.close()
+                    shard.close()
                     raise
         entry = shard_cache[sc]
         if entry is None:
             return None
-        f, index = entry
+        sf, index = entry
         inner = int(np.ravel_multi_index(tuple(c % p for c, p in zip(coords, per)), per))
         offset, nbytes = (int(v) for v in index[inner])
         if offset == _EMPTY and nbytes == _EMPTY:
             return None
-        f.seek(offset)
-        data = f.read(nbytes)
+        sf.seek(offset)
+        data = sf.read(nbytes)
         if len(data) != nbytes:
             raise ValueError(f"inner chunk truncated: {len(data)} of {nbytes} bytes")
         return data

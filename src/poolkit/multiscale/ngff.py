@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -147,7 +147,7 @@ def _check_codec(codec) -> Tuple[str, Optional[int]]:
 
 def _numcodec(name: str, level: Optional[int], itemsize: int):
     """The numcodecs compressor of a codec name (Zarr v2), or None."""
-    import numcodecs
+    import numcodecs  # type: ignore[import-untyped]
 
     if name == "zstd":
         return numcodecs.Zstd(level=0 if level is None else level)
@@ -179,7 +179,7 @@ def _zarr3_codec(name: str, level: Optional[int], itemsize: int):
 class _Settings:
     """Checked arguments of write_pyramid, and the plan they make."""
 
-    source: object
+    source: Any
     names: str
     steps: list
     shapes: list
@@ -196,7 +196,7 @@ class _Settings:
     memory: int
     workers: int
     copy_level0: bool
-    plan: Optional[Plan] = None
+    plan: Any = None                 # the Plan, once _plan() made it
 
     def fingerprint(self) -> dict:
         """What a resumed run must share with the interrupted one (its plan included)."""
@@ -551,10 +551,9 @@ def _write(x, store, args: dict, *, overwrite: bool, resume: bool, fsync: bool, 
                 raise FileExistsError(_mismatch(store, marker, fp))
             root = zarr.open_group(store, mode="r+")
             loaded = journal.load() if journal is not None else None
-            if loaded is None:
-                if journal is not None:
-                    journal.start()
-            else:
+            if journal is not None and loaded is None:
+                journal.start()
+            elif journal is not None and loaded is not None:
                 done = loaded
                 journal.reopen()
         else:

@@ -320,11 +320,11 @@ def make_plan(shapes: Sequence[Tuple[int, ...]], steps: Sequence[Spec], chunks, 
                 task_bytes(tuple(min(v, n) for v, n in zip(_unit(units, _spans(steps, s, len(shapes), len(shapes[0])),
                                                                   shapes[s], s, s + 1), shapes[s])),
                            s, s + 1, steps, dtype, chunks, copy_level0)
-                for s in range(max(1, n_levels))) if n_levels else smallest * workers)
+                for s in range(max(1, n_levels))) if n_levels else (smallest or 0) * workers)
             what = f"level {source}" + (" (the input)" if source == 0 else "")
             raise MemoryTooSmall(
                 f"`memory`={memory} ({human(memory)}) is too small for one region of {what} with "
-                f"{workers} workers: a task needs {human(smallest)}; the smallest memory that fits every level is "
+                f"{workers} workers: a task needs {human(smallest or 0)}; the smallest memory that fits every level is "
                 f"{need} ({human(need)}); or use fewer workers, or smaller chunks or shards.", need)
         last, region, b = best
         grid = tuple(-(-n // r) for n, r in zip(shapes[source], region))

@@ -15,7 +15,7 @@ import threading
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 import numpy as np
 
@@ -46,8 +46,8 @@ def task_threads() -> int:
 class Job:
     """Everything a task needs, picklable: the source, the output directory (or store) and the plan."""
 
-    source: object
-    store: object                   # a directory path, or a zarr store (threads only)
+    source: Any
+    store: Any                      # a directory path, or a zarr store (threads only)
     plan: Plan
     copy_level0: bool = False
     fsync: bool = False
@@ -204,6 +204,7 @@ class Journal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def add(self, stage: int, region: int) -> None:
+        assert self._fd is not None, "Journal.add before start() or reopen()"
         os.write(self._fd, f"{stage} {region}\n".encode())
         if self.fsync:
             os.fsync(self._fd)
@@ -231,8 +232,9 @@ def _pool(scheduler, workers: int):
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: forking a process whose threads (zarr's event loop, Numba's) hold locks can hang.
-        ex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        return ex.submit, lambda fs: wait(fs, return_when=FIRST_COMPLETED), lambda: ex.shutdown(cancel_futures=True), 2 * workers
+        pex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        return (pex.submit, lambda fs: wait(fs, return_when=FIRST_COMPLETED), lambda: pex.shutdown(cancel_futures=True),
+                2 * workers)
     # a distributed.Client
     from distributed import wait as dwait
 

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -162,7 +163,8 @@ def check_scale(scale, ndim: int, name: str = "scale") -> Optional[Tuple[float, 
         return None
     seq = (scale,) * ndim if isinstance(scale, numbers.Real) and not isinstance(scale, bool) else scale
     ok = isinstance(seq, (tuple, list)) and len(seq) == ndim and all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in seq)
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v)) and float(v) > 0
+        for v in seq)
     if not ok:
         raise ValueError(f"`{name}` must be a positive number or one per axis ({ndim}), but got {name}={scale!r}.")
     return tuple(float(v) for v in seq)
@@ -258,9 +260,8 @@ def schedule(shape: Tuple[int, ...], base: Spec, levels: Optional[int], factors=
         if levels is not None and levels != len(factors):
             raise ValueError(f"`levels`={levels} disagrees with the {len(factors)} levels of `factors`; "
                              f"pass one of them.")
-        steps = factors
-        _check_not_emptied(shape, steps)
-        return steps
+        _check_not_emptied(shape, factors)
+        return factors
     sizes = list(scale or (1.0,) * ndim)
     n = list(shape)
     steps: List[Spec] = []
