@@ -222,7 +222,19 @@ class Journal:
             pass
 
 
-def _pool(scheduler, workers: int):
+_JOBS: Dict[str, Job] = {}
+
+
+def _install(job: Job) -> None:
+    """Process-pool initializer: the job arrives once per worker process, not with every task."""
+    _JOBS[job.token] = job
+
+
+def _run_installed(token: str, stage_index: int, region_index: int) -> int:
+    return run_task(_JOBS[token], stage_index, region_index)
+
+
+def _pool(scheduler, workers: int, job: Job):
     """``(submit(fn, *args) -> future, wait(futures) -> (done, pending), close(), in_flight)``."""
     if scheduler == "threads":
         ex = ThreadPoolExecutor(workers, thread_name_prefix="poolkit-region")
@@ -232,8 +244,13 @@ def _pool(scheduler, workers: int):
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: forking a process whose threads (zarr's event loop, Numba's) hold locks can hang.
-        pex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        return (pex.submit, lambda fs: wait(fs, return_when=FIRST_COMPLETED), lambda: pex.shutdown(cancel_futures=True),
+        pex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_install,
+                                  initargs=(job,))
+
+        def submit(fn, job_arg, s, r):
+            return pex.submit(_run_installed, job.token, s, r)
+
+        return (submit, lambda fs: wait(fs, return_when=FIRST_COMPLETED), lambda: pex.shutdown(cancel_futures=True),
                 2 * workers)
     # a distributed.Client
     from distributed import wait as dwait
@@ -259,7 +276,7 @@ def execute(job: Job, scheduler, workers: int, done: Set[Tuple[int, int]],
             if (s, r) not in done:
                 on_done(s, r, run_task(job, s, r))
         return
-    submit, wait_some, close, in_flight = _pool(scheduler, workers)
+    submit, wait_some, close, in_flight = _pool(scheduler, workers, job)
     arg = job
     if not isinstance(scheduler, str):
         arg = scheduler.scatter(job, broadcast=True)      # sent once, not with every task
