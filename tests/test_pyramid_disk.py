@@ -92,7 +92,8 @@ def test_processes_scheduler_and_per_level_factors(tmp_path):
     assert meta["datasets"][3]["coordinateTransformations"][1]["translation"] == [1.0, 3.5, 3.5]
 
 
-def test_inputs_zarr_v2_sharded_v3_ome_zarr_tiff_npy_dask(tmp_path):
+def test_inputs_zarr_v2_sharded_v3_ome_zarr_tiff_npy_dask(tmp_path, monkeypatch):
+    monkey = monkeypatch
     tifffile = pytest.importorskip("tifffile")
     da = pytest.importorskip("dask.array")
     from poolkit.multiscale.sources import open_input
@@ -112,6 +113,13 @@ def test_inputs_zarr_v2_sharded_v3_ome_zarr_tiff_npy_dask(tmp_path):
     assert inputs["flat.tif"].mapped
     assert inputs["ome.ome.zarr"].scale == (0.5, 0.25) and inputs["ome.ome.zarr"].axes_names == "yx"
     inputs["dask"] = da.from_array(x, chunks=(20, 30))
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the whole TIFF image was read")
+
+    for cls in (tifffile.TiffFile, tifffile.TiffPage, tifffile.TiffPageSeries):
+        if hasattr(cls, "asarray"):
+            monkey.setattr(cls, "asarray", whole)
     for name, src in inputs.items():
         out = tmp_path / f"out-{name}.ome.zarr"
         shapes = poolkit.write_pyramid(src, out, chunks=32, memory=2**20)
@@ -127,7 +135,7 @@ def test_level0_chunks_are_copied_when_codecs_match(tmp_path):
     z[...] = x
     plan = poolkit.multiscale.ngff.plan_pyramid(z, memory=2**20)
     out = tmp_path / "out.ome.zarr"
-    poolkit.write_pyramid(z, out, memory=2**20, shards=None)
+    poolkit.write_pyramid(z, out, memory=2**20, shards=None, fsync=True)
     assert (out / "0" / "c" / "1" / "2").read_bytes() == (tmp_path / "in.zarr" / "c" / "1" / "2").read_bytes()
     assert_same(out, x, len(plan.steps))
     # Another codec: encoded again.
@@ -204,3 +212,14 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
         assert tree_digest(out) == want, f"trial {trial}, kills after {points} tasks"
     assert resumed >= 1                  # some kill fell after tasks had finished
     assert_same(ref, x, len(read_levels(ref)) - 1)
+
+
+def test_any_zarr_store_through_zarr_python():
+    # A store chunkio does not write (in memory): zarr-python writes the chunks, no journal.
+    x = np.random.default_rng(9).integers(0, 255, (40, 50)).astype(np.uint8)
+    store = zarr.storage.MemoryStore()
+    shapes = poolkit.write_pyramid(x, store, chunks=16, memory=2**20, workers=2)
+    g = zarr.open_group(store, mode="r")
+    for k, w in enumerate(poolkit.pyramid(x, len(shapes) - 1)):
+        np.testing.assert_array_equal(g[str(k)][...], w)
+    assert "ome" in g.attrs.asdict()
