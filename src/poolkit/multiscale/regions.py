@@ -143,7 +143,27 @@ def compute_levels(plan: Plan, stage, data: np.ndarray, threads: int = 1):
 
 
 def run_task(job: Job, stage_index: int, region_index: int) -> int:
-    """Run one region task: read it, write what it makes; returns the source elements it read."""
+    """Run one region task: read it, write what it makes; returns the source elements it read.
+
+    Parameters
+    ----------
+    job : Job
+        The source, the output (its arrays already created) and the plan.
+    stage_index, region_index : int
+        Which task: region ``region_index`` (C order over the stage's grid) of stage ``stage_index``.
+
+    Returns
+    -------
+    int
+        Elements of the source level the task read (for progress).
+
+    Notes
+    -----
+    Stage 1's tasks read the input and write level 0 first (copying stored chunks when
+    ``job.copy_level0``); later stages read the level the stage before them stored. The levels
+    are computed slab by slab (:func:`compute_levels`) and written unit by unit; the task
+    returns once every file it writes is closed, so its journal line may follow.
+    """
     plan = job.plan
     stage = plan.stages[stage_index]
     io = _io(job)

@@ -230,7 +230,28 @@ def _first_line(exc: BaseException) -> str:
 
 
 def open_input(path: str) -> Source:
-    """Open level 0 of an image on disk (see the module's docstring); :class:`InputError` if it can't."""
+    """Open level 0 of an image on disk (see the module's docstring); :class:`InputError` if it can't.
+
+    Parameters
+    ----------
+    path : str
+        A Zarr array or group directory, an ``.npy`` file or a ``.tif``/``.tiff`` file.
+
+    Returns
+    -------
+    Source
+        With ``shape``, ``dtype``, ``chunks`` and ``read(box)``; for an OME-Zarr image also
+        ``axes_names`` and ``scale`` from its metadata.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, np.arange(12, dtype=np.uint8).reshape(3, 4))
+    >>> src = open_input(path)
+    >>> src.shape, src.read((slice(1, 3), slice(0, 2))).tolist()
+    ((3, 4), [[4, 5], [8, 9]])
+    """
     if not os.path.exists(path):
         raise InputError(f"cannot read INPUT {path}: no such file or directory")
     lower = path.lower().rstrip("/\\")
