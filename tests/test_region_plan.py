@@ -118,3 +118,14 @@ def test_task_memory_stays_below_the_estimate(tmp_path):
 
         for j, want in enumerate(poolkit.pyramid(x, len(plan.steps), method=method)):
             np.testing.assert_array_equal(g[str(j)][...], want)
+
+
+@pytest.mark.parametrize("module", ["spec", "plan", "chunkio", "sources", "ngff"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    pytest.importorskip("zarr")
+    mod = importlib.import_module(f"poolkit.multiscale.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
