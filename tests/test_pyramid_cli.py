@@ -43,6 +43,20 @@ def test_npy_input(tmp_path):
     assert "level 1:" in proc.stdout and "35x45" in proc.stdout
     assert "of input" in proc.stdout and " s: " in proc.stdout
     assert "peak memory" in proc.stdout and "tasks in" in proc.stdout
+    assert "pyramid: 100%" in proc.stderr and "B/s" in proc.stderr         # the progress bar: throughput
+
+
+def test_plan_prints_and_writes_nothing(tmp_path):
+    np.save(tmp_path / "in.npy", np.zeros((300, 200), np.uint16))
+    proc = run_cli("in.npy", "out.ome.zarr", "--chunks", "32", "--memory", "2M", "--workers", "2", "--plan",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("plan: 300x200 uint16 (117.2 KiB), 4 pooled levels, 2 workers, memory target 2.0 MiB")
+    assert "stage 1: reads level 0 in " in out and "per task" in out
+    assert "tasks: " in out and "expected peak: " in out
+    assert "level 0: 300x200, chunks 32x32" in out
+    assert not (tmp_path / "out.ome.zarr").exists()
 
 
 @pytest.mark.parametrize("compressed", [False, True])

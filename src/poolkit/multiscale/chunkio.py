@@ -392,8 +392,8 @@ class FastWriter:
 
     def _empty(self, a: np.ndarray) -> bool:
         fill = self.layout.fill
-        flat = a.reshape(-1) if a.flags.c_contiguous else None
-        if flat is not None and (flat[0] != fill or flat[-1] != fill):
+        first, last = (0,) * a.ndim, (-1,) * a.ndim
+        if a[first] != fill or a[last] != fill:
             return False             # the common case, decided without a pass over the data
         return not a.any() if fill == 0 else bool(np.all(a == fill))
 
