@@ -147,7 +147,9 @@ def run_contender(name: str, case: str, size: str, src: str, dst: str, threads: 
         factors = [{d: 2 ** k for d in dims} for k in range(1, levels + 1)] if len(dims) == 3 else \
             [2 ** k for k in range(1, levels + 1)]
         if method == "mode":
-            write_labels(x, root, name="labels", scale_factors=factors, method=Methods.NEAREST, axes="".join(dims))
+            # scaler=None: its default Scaler() would replace scale_factors by y, x ones.
+            write_labels(x, root, name="labels", scaler=None, scale_factors=factors, method=Methods.NEAREST,
+                         axes="".join(dims))
         else:
             write_image(x, root, scale_factors=factors, method=Methods.LOCAL_MEAN, axes="".join(dims),
                         storage_options={"chunks": chunks})
