@@ -267,24 +267,24 @@ def _pool(scheduler, workers: int, job: Job):
         pex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_install,
                                   initargs=(job,))
 
-        def submit(fn, job_arg, s, r):
+        def submit_installed(fn, job_arg, s, r):
             return pex.submit(_run_installed, job.token, s, r)
 
-        return (submit, lambda fs: wait(fs, return_when=FIRST_COMPLETED), lambda: pex.shutdown(cancel_futures=True),
+        return (submit_installed, lambda fs: wait(fs, return_when=FIRST_COMPLETED), lambda: pex.shutdown(cancel_futures=True),
                 2 * workers)
     # a distributed.Client
     from distributed import wait as dwait
 
     client = scheduler
 
-    def submit(fn, *args):
+    def submit_to_cluster(fn, *args):
         return client.submit(fn, *args, pure=False)
 
     def wait_some(fs):
         done, pending = dwait(fs, return_when="FIRST_COMPLETED")
         return set(done), set(pending)
 
-    return submit, wait_some, lambda: None, 2 * workers
+    return submit_to_cluster, wait_some, lambda: None, 2 * workers
 
 
 def execute(job: Job, scheduler, workers: int, done: Set[Tuple[int, int]],
