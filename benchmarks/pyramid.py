@@ -5,6 +5,7 @@ Usage::
     python benchmarks/pyramid.py                  # full sizes; writes benchmarks/results/pyramid.md
     python benchmarks/pyramid.py --quick          # small sizes, a smoke run; writes bench-out/pyramid-quick.md
     python benchmarks/pyramid.py --threads 1 --repeat 3 --out my.md
+    python benchmarks/pyramid.py --on-disk [--quick]   # Zarr -> OME-Zarr on disk: see pyramid_disk.py
 
 Cases: a 2-D 16384 x 16384 uint16 and float32 image (mean pyramid) and a 3-D
 512**3 uint8 label volume (mode pyramid); ``--quick``: 2048**2 and 64**3. Each
@@ -331,6 +332,12 @@ def table(records: List[dict], args) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--on-disk" in argv:             # Zarr in, OME-Zarr out, in separate processes: pyramid_disk.py
+        sys.path.insert(0, HERE)
+        import pyramid_disk
+
+        return pyramid_disk.main([a for a in argv if a != "--on-disk"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of seconds")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads per contender")

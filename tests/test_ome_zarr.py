@@ -60,7 +60,8 @@ def test_dask_round_trip_with_channels(tmp_path):
     x = rng.standard_normal((2, 9, 21, 26)).astype(np.float32)          # (C, Z, Y, X)
     d = da.from_array(x, chunks=(1, 4, 7, 9))
     path = tmp_path / "vol.ome.zarr"
-    shapes = poolkit.write_pyramid(d, path, axes_names="czyx", chunks=(1, 4, 8, 8), max_block_bytes=4096)
+    # A small memory target: many region tasks, in three stages.
+    shapes = poolkit.write_pyramid(d, path, axes_names="czyx", chunks=(1, 4, 8, 8), memory=2**19, workers=2)
     want = poolkit.pyramid(x, len(shapes) - 1, axes=(1, 2, 3))
     assert shapes[-1][1:] == (3, 6, 7)                  # the first level with z <= 4 and y, x <= 8
     levels, node = read_with_ome_zarr(path)
@@ -69,7 +70,9 @@ def test_dask_round_trip_with_channels(tmp_path):
     assert [a["type"] for a in node.metadata["axes"]] == ["channel", "space", "space", "space"]
     t1 = node.metadata["coordinateTransformations"][1]
     assert t1[0]["scale"] == [1.0, 2.0, 2.0, 2.0] and t1[1]["translation"] == [0.0, 0.5, 0.5, 0.5]
-    validate_with_models(path, "0.4")
+    validate_with_models(path, "0.5")
+    meta = json.loads((path / "zarr.json").read_text())
+    assert meta["zarr_format"] == 3 and meta["attributes"]["ome"]["version"] == "0.5"
 
 
 def test_nearest_has_no_shift_and_labels_keep_dtype(tmp_path):
@@ -81,7 +84,7 @@ def test_nearest_has_no_shift_and_labels_keep_dtype(tmp_path):
         assert t[1]["translation"] == [0.0, 0.0]
     np.testing.assert_array_equal(levels[1], labels[::2, ::2])
     attrs = zarr.open_group(str(path), mode="r").attrs.asdict()
-    assert attrs["multiscales"][0]["type"] == "nearest"
+    assert attrs["ome"]["multiscales"][0]["type"] == "nearest"
 
 
 def test_metadata_is_written_last(tmp_path, monkeypatch):
@@ -98,18 +101,28 @@ def test_metadata_is_written_last(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert (path / "0").exists() and (path / "1").exists()
     assert read_with_ome_zarr(path) == (None, None)                 # not mistaken for an image
-    assert "multiscales" not in json.loads((path / ".zattrs").read_text())
-    # A re-run replaces the incomplete write, without overwrite=True.
-    poolkit.write_pyramid(x, path, chunks=4)
+    assert "ome" not in json.loads((path / "zarr.json").read_text())["attributes"]
+    # A re-run must say what to do with the interrupted write: resume it (or overwrite it).
+    with pytest.raises(FileExistsError, match=r"holds an interrupted write_pyramid; pass resume=True"):
+        poolkit.write_pyramid(x, path, chunks=4)
+    poolkit.write_pyramid(x, path, chunks=4, resume=True)
     levels, _ = read_with_ome_zarr(path)
     np.testing.assert_array_equal(levels[1], poolkit.pyramid(x, 1)[1])
-    assert "poolkit_incomplete" not in json.loads((path / ".zattrs").read_text())
+    assert "poolkit_incomplete" not in json.loads((path / "zarr.json").read_text())["attributes"]
+    assert not (path / "poolkit-journal.txt").exists()
+    # Other settings cannot resume it.
+    monkeypatch.setattr(poolkit.multiscale.ngff, "_multiscales", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        poolkit.write_pyramid(x, path, chunks=4, overwrite=True)
+    monkeypatch.undo()
+    with pytest.raises(FileExistsError, match=r"other settings \(factors: .*chunks: "):
+        poolkit.write_pyramid(x, path, chunks=6, resume=True)
 
 
 def test_existing_output_needs_overwrite(tmp_path):
     path = tmp_path / "img.ome.zarr"
     poolkit.write_pyramid(np.zeros((8, 8), np.uint8), path, chunks=4)
-    with pytest.raises(FileExistsError, match=r"already holds an OME-Zarr image; pass overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"already holds a complete OME-Zarr image; pass overwrite=True"):
         poolkit.write_pyramid(np.ones((8, 8), np.uint8), path, chunks=4)
     poolkit.write_pyramid(np.ones((6, 6), np.uint8), path, chunks=4, overwrite=True, levels=1)
     levels, _ = read_with_ome_zarr(path)
@@ -128,15 +141,31 @@ ERRORS = [
     (dict(x=np.zeros(8)), ValueError, r"OME-NGFF images have 2 to 5 axes, but `x` has ndim=1"),
     (dict(axes_names="xy"), ValueError, r"`axes_names` must name .*axes_names='xy'"),
     (dict(axes_names="cx"), ValueError, r"at least two of z, y, x .*axes_names='cx'"),
+    (dict(x=np.zeros((2, 8, 8)), axes_names="cyx", axes=(0, 1)), ValueError, r"`axes` must not pool a channel axis, but got axes=\(0, 1\)"),
+    (dict(axes=5), ValueError, r"`axes` must lie in \[-2, 2\)"),
     (dict(version="0.3"), ValueError, r"`version` must be one of \('0.4', '0.5'\), but got version='0.3'"),
     (dict(chunks=(4, 0)), ValueError, r"`chunks` must be a positive number or one per axis \(2\), but got chunks=\(4, 0\)"),
     (dict(chunks=2.5), ValueError, r"`chunks` must be ints, but got chunks=2.5"),
     (dict(scale=(1.0,)), ValueError, r"`scale` .*one per axis \(2\), but got scale=\(1.0,\)"),
     (dict(units={"q": "m"}), ValueError, r"`units` must map axis names of 'yx' .*units=\{'q': 'm'\}"),
     (dict(overwrite="yes"), TypeError, r"`overwrite` must be a bool, but got overwrite='yes'"),
+    (dict(resume=1), TypeError, r"`resume` must be a bool, but got resume=1"),
+    (dict(resume=True, overwrite=True), ValueError, r"`overwrite` and `resume` exclude each other"),
     (dict(name=3), TypeError, r"`name` must be a str, but got name=3"),
     (dict(method="median"), ValueError, r"`method` must be one of"),
-    (dict(max_block_bytes=-1), ValueError, r"max_block_bytes=-1"),
+    (dict(codec="lzma"), ValueError, r"`codec` must be one of \('zstd', .*but got codec='lzma'"),
+    (dict(codec="zstd:99"), ValueError, r"but got codec='zstd:99'"),
+    (dict(shards=(3, 4), chunks=2), ValueError, r"`shards` must be multiples of the chunks \(2, 2\), but got shards=\(3, 4\)"),
+    (dict(shards="big"), ValueError, r"`shards` must be 'auto', None or an int or one per axis \(2\)"),
+    (dict(shards=4, version="0.4"), ValueError, r"`shards` need Zarr format 3 \(version='0.5'\)"),
+    (dict(memory=0), ValueError, r"`memory` must be a number of bytes >= 1, but got memory=0"),
+    (dict(x=np.zeros((64, 64), np.uint8), chunks=8, memory=1000), ValueError, r"`memory`=1000 \(1000 B\) is too small for one region of level 0 \(the "
+                                    r"input\) with 1 workers: a task needs .*; the smallest memory that fits every level is "
+                                    r"\d+ \(\d+\.\d KiB\)"),
+    (dict(workers=0), ValueError, r"`workers` must be an int >= 1, but got workers=0"),
+    (dict(scheduler="mpi"), ValueError, r"`scheduler` must be one of \('threads', 'processes', 'synchronous'\)"),
+    (dict(scheduler=3), TypeError, r"`scheduler` must be a str or a distributed.Client, but got scheduler=3"),
+    (dict(factors=[(2, 2, 2)]), ValueError, r"`factors` entry 0 must be an int >= 1 or 2 of them"),
 ]
 
 
@@ -144,6 +173,7 @@ ERRORS = [
 def test_errors(tmp_path, kwargs, exc, match):
     kwargs = dict(kwargs)
     x = kwargs.pop("x", X)
+    kwargs.setdefault("workers", 1)
     with pytest.raises(exc, match=match):
         poolkit.write_pyramid(x, tmp_path / "out.ome.zarr", **kwargs)
     assert not os.path.exists(tmp_path / "out.ome.zarr")       # nothing written before validation

@@ -299,3 +299,61 @@ def test_float_rounding_path_is_exact(n, values):
     bits = 32 + n.bit_length()
     got = _round_half_even(s, np.full(s.shape, n, np.int64), bits)
     assert got.tolist() == [round(Fraction(int(v), n)) for v in s]
+
+
+# --------------------------------------------------------------------------- #
+# per-level factors: schedules, the isotropic rule, per-axis stops
+# --------------------------------------------------------------------------- #
+def test_factor_schedule_matches_reference_and_dask():
+    x = rng.integers(0, 500, (9, 20, 22)).astype(np.uint16)
+    sched = [(1, 2, 2), (1, 2, 2), (3, 2, 2)]
+    got = poolkit.pyramid(x, factors=sched)
+    assert [g.shape for g in got] == [(9, 20, 22), (9, 10, 11), (9, 5, 6), (3, 3, 3)]
+    want = [x]
+    for f in sched:
+        want.append(ref_level(want[-1], f, "mean", "partial"))
+    assert_levels_equal(got, want)
+    for budget in (1, 2**20):
+        lazy = poolkit.pyramid(da.from_array(x, chunks=(4, 7, 5)), factors=sched, max_block_bytes=budget)
+        assert_levels_equal(da.compute(*lazy), want)
+    # An int entry is that factor on every pooled axis; axes= narrows what an entry names.
+    assert_levels_equal(poolkit.pyramid(x, factors=[2, (2, 1)], axes=(1, 2)),
+                        [x, ref_level(x, (1, 2, 2), "mean", "partial"),
+                         ref_level(ref_level(x, (1, 2, 2), "mean", "partial"), (1, 2, 1), "mean", "partial")])
+
+
+def test_auto_factors_wait_for_isotropy():
+    x = np.zeros((16, 256, 256), np.uint8)
+    got = poolkit.pyramid(x, 4, factors="auto", scale=(4.0, 1.0, 1.0))
+    # z (4 um) stays until y, x reach 4 um; then all three go together.
+    assert [g.shape for g in got] == [(16, 256, 256), (16, 128, 128), (16, 64, 64), (8, 32, 32), (4, 16, 16)]
+    # Nearly isotropic (within sqrt 2): pooled together from the start.
+    assert poolkit.pyramid(x, 1, factors="auto", scale=(1.3, 1.0, 1.0))[1].shape == (8, 128, 128)
+
+
+def test_stop_per_axis():
+    x = np.zeros((6, 100, 40), np.float32)
+    got = poolkit.pyramid(x, stop=(8, 16, 16))
+    # z fits 8 at once and is never pooled; x stops at 10 (<= 16) while y goes on to 13.
+    assert [g.shape for g in got] == [(6, 100, 40), (6, 50, 20), (6, 25, 10), (6, 13, 10)]
+    d = poolkit.pyramid(da.from_array(x, chunks=(3, 32, 16)), stop=(8, 16, 16))
+    assert [g.shape for g in d] == [g.shape for g in got]
+
+
+SCHEDULE_ERRORS = [
+    (dict(factors="iso"), TypeError, r"`factors` must be None, 'auto' or a non-empty list .*factors='iso'"),
+    (dict(factors=[(2, 2, 2)]), ValueError, r"`factors` entry 0 must be an int >= 1 or 2 of them .*\(2, 2, 2\)"),
+    (dict(factors=[2, 1]), ValueError, r"`factors` entry 1 pools no axis"),
+    (dict(factors=[2, 2], levels=3), ValueError, r"`levels`=3 disagrees with the 2 levels of `factors`"),
+    (dict(factors=[2, 2, 2], edge="trim"), ValueError, r"`factors` level 3 with edge='trim' leaves axis 0 empty"),
+    (dict(factors="auto"), ValueError, r"`factors='auto'` chooses factors from the pixel sizes: pass `scale`"),
+    (dict(factors="auto", scale=(1.0, -1.0)), ValueError, r"`scale` must be a positive number or one per axis \(2\)"),
+    (dict(stop=(4,)), ValueError, r"`stop` must be an int >= 1 or one per axis \(2\), but got stop=\(4,\)"),
+    (dict(stop=2, levels=5), ValueError, r"`levels`=5 but no axis is left to pool after 2 levels"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,match", SCHEDULE_ERRORS, ids=[m[:30] for _, _, m in SCHEDULE_ERRORS])
+def test_schedule_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        poolkit.pyramid(X, **kwargs)

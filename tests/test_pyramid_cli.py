@@ -23,8 +23,9 @@ def run_cli(*args, cwd):
 
 def read_levels(path):
     group = zarr.open_group(str(path), mode="r")
-    datasets = group.attrs["multiscales"][0]["datasets"]
-    return [group[d["path"]][...] for d in datasets]
+    attrs = group.attrs.asdict()
+    ms = attrs["ome"]["multiscales"] if "ome" in attrs else attrs["multiscales"]
+    return [group[d["path"]][...] for d in ms[0]["datasets"]]
 
 
 def test_npy_input(tmp_path):
@@ -41,6 +42,21 @@ def test_npy_input(tmp_path):
     assert "2 pooled levels, method=mean, dtype=float32" in proc.stdout
     assert "level 1:" in proc.stdout and "35x45" in proc.stdout
     assert "of input" in proc.stdout and " s: " in proc.stdout
+    assert "peak memory" in proc.stdout and "tasks in" in proc.stdout
+    assert "pyramid: 100%" in proc.stderr and "B/s" in proc.stderr         # the progress bar: throughput
+
+
+def test_plan_prints_and_writes_nothing(tmp_path):
+    np.save(tmp_path / "in.npy", np.zeros((300, 200), np.uint16))
+    proc = run_cli("in.npy", "out.ome.zarr", "--chunks", "32", "--memory", "2M", "--workers", "2", "--plan",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("plan: 300x200 uint16 (117.2 KiB), 4 pooled levels, 2 workers, memory target 2.0 MiB")
+    assert "stage 1: reads level 0 in " in out and "per task" in out
+    assert "tasks: " in out and "expected peak: " in out
+    assert "level 0: 300x200, chunks 32x32" in out
+    assert not (tmp_path / "out.ome.zarr").exists()
 
 
 @pytest.mark.parametrize("compressed", [False, True])
@@ -89,13 +105,26 @@ def errors_setup(tmp_path):
     (tmp_path / "done.ome.zarr" / "x").write_text("")
     group = zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
     group.create_array("0", shape=(4, 4), dtype="u1")
+    part = zarr.open_group(str(tmp_path / "part.ome.zarr"), mode="w")
+    part.attrs.put({"poolkit_incomplete": {"key": "x"}})
 
 
 ERRORS = [
     (["missing.npy", "o"], "cannot read INPUT missing.npy: no such file or directory"),
+    (["ok.npy", "o", "--memory", "lots"], "--memory must be a size such as 512M, 2G or a number of bytes"),
+    (["ok.npy", "o", "--memory", "1K", "--chunks", "2", "--workers", "2"], "--memory=1024 (1.0 KiB) is too small for one region of "
+                                                        "level 0 (the input) with 2 workers"),
+    (["ok.npy", "o", "--codec", "lzw"], "`codec` must be one of"),
+    (["ok.npy", "o", "--shards", "3", "--chunks", "2"], "`shards` must be multiples of the chunks (2, 2)"),
+    (["ok.npy", "o", "--factors", "2,x"], "--factors must be 'auto' or levels separated by ':'"),
+    (["ok.npy", "o", "--scale", "a"], "--scale must be a number or comma-separated numbers, but got 'a'"),
+    (["ok.npy", "o", "--pool", "zq"], "--pool must name axes of 'yx', each once, but got 'zq'"),
+    (["ok.npy", "o", "--workers", "0"], "--workers must be >= 1, but got 0"),
+    (["ok.npy", "o", "--resume", "--overwrite"], "--overwrite and --resume exclude each other"),
+    (["ok.npy", "part.ome.zarr"], "OUTPUT part.ome.zarr holds an interrupted run; pass --resume to finish it"),
     (["text.tif", "o"], "cannot read INPUT text.tif: "),
     (["ok.npy", "done.ome.zarr"], "OUTPUT done.ome.zarr exists; pass --overwrite to replace it"),
-    (["group.zarr", "o"], "is a Zarr group, not an array; name one of its arrays, e.g. group.zarr/0"),
+    (["group.zarr", "o"], "is a Zarr group, not an array or an OME-Zarr image; name one of its arrays, e.g. group.zarr/0"),
     (["ok.npy", "o", "--scheduler", "mpi"], "--scheduler must be one of threads, processes, synchronous or tcp"),
     (["ok.npy", "o", "--chunks", "4,x"], "--chunks must be an int or comma-separated ints, but got '4,x'"),
     (["ok.npy", "o", "--levels", "-2"], "--levels must be >= 0, but got -2"),
@@ -115,3 +144,25 @@ def test_errors(tmp_path, monkeypatch, capsys, args, message):
     assert err.startswith("poolkit pyramid: error: ") and message in err, err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+    assert "poolkit_incomplete" in zarr.open_group(str(tmp_path / "part.ome.zarr")).attrs   # left alone
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_corrupt_chunk_is_named_and_leaves_no_image(tmp_path, direct):
+    from zarr.codecs import TransposeCodec
+
+    x = rng.integers(0, 255, (64, 48)).astype(np.uint8)
+    # Direct chunk I/O, or through zarr-python (a transpose filter chunkio leaves to zarr).
+    kw = {} if direct else dict(filters=[TransposeCodec(order=(1, 0))])
+    src = zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, chunks=(16, 16), dtype=x.dtype, **kw)
+    src[...] = x
+    (tmp_path / "in.zarr" / "c" / "2" / "1").write_bytes(b"\x28\xb5\x2f\xfd broken")
+    proc = run_cli("in.zarr", "out.ome.zarr", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    named = "chunk c/2/1 of in.zarr" if direct else "chunk (2, 1) of in.zarr"
+    assert lines[0].startswith("poolkit pyramid: error: cannot read " + named), lines[0]
+    assert "--resume" in lines[0]
+    attrs = zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r").attrs.asdict()
+    assert "ome" not in attrs and "poolkit_incomplete" in attrs          # not a complete-looking image

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..core.layout import as_input_array, is_dask_array
 from .reduce import reduce_levels
-from .spec import EDGES, METHODS, Spec, check_levels, default_levels, is_int, level_shapes, normalize
+from .spec import (EDGES, METHODS, Spec, check_axes, check_factors, check_levels, check_scale, check_stop, is_int,
+                   level_shapes, normalize, schedule)
 
 __all__ = ["pyramid", "METHODS", "EDGES", "level_shapes"]
 
@@ -29,18 +30,20 @@ DEFAULT_BLOCK_BYTES = 64 * 2**20
 # --------------------------------------------------------------------------- #
 # Dask
 # --------------------------------------------------------------------------- #
-def _stage(cur, spec: Spec, remaining: int, block_bytes: int):
+def _stage(cur, steps: Sequence[Spec], block_bytes: int):
     """Levels this stage computes per task, and the block lengths along the pooled axes.
 
-    A task's block merges ``factor**k`` chunks of ``cur`` per pooled axis, so that its
-    ``k``-th level comes out with ``cur``'s chunk length again; ``k`` is the most levels
-    (at least 1) whose block fits ``block_bytes``.
+    A task's block merges, per pooled axis, as many chunks of ``cur`` as the product of the
+    stage's ``k`` factors, so that its ``k``-th level comes out with ``cur``'s chunk length
+    again; ``k`` is the most levels (at least 1) whose block fits ``block_bytes``.
     """
     itemsize = cur.dtype.itemsize
-    other = int(np.prod([max(cur.chunks[i]) for i in range(cur.ndim) if i not in spec.axes]))
     best_k, best_blocks = 1, None
-    for k in range(1, remaining + 1):
-        blocks = {a: min(max(cur.chunks[a]) * spec.factors[a] ** k, cur.shape[a]) for a in spec.axes}
+    for k in range(1, len(steps) + 1):
+        span = _span(steps[:k], cur.ndim)
+        axes = [a for a in range(cur.ndim) if span[a] > 1]
+        blocks = {a: min(max(cur.chunks[a]) * span[a], cur.shape[a]) for a in axes}
+        other = int(np.prod([max(cur.chunks[i]) for i in range(cur.ndim) if i not in blocks]))
         nbytes = itemsize * other * int(np.prod(list(blocks.values())))
         if k > 1 and nbytes > block_bytes:
             break
@@ -48,7 +51,15 @@ def _stage(cur, spec: Spec, remaining: int, block_bytes: int):
     return best_k, best_blocks
 
 
-def _dask_pyramid(x, spec: Spec, levels: int, block_bytes: int) -> list:
+def _span(steps: Sequence[Spec], ndim: int):
+    """Per axis, the product of the steps' factors: one output element of the last covers that many."""
+    span = [1] * ndim
+    for step in steps:
+        span = [s * f for s, f in zip(span, step.factors)]
+    return span
+
+
+def _dask_pyramid(x, steps: Sequence[Spec], block_bytes: int) -> list:
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
@@ -56,15 +67,17 @@ def _dask_pyramid(x, spec: Spec, levels: int, block_bytes: int) -> list:
     out = [x]
     cur = x
     meta = np.empty((0,) * x.ndim, dtype=x.dtype)
-    while len(out) - 1 < levels:
-        k, blocks = _stage(cur, spec, levels - (len(out) - 1), block_bytes)
-        # Blocks start at multiples of factor**k: every window of the k levels lies in one block.
+    while len(out) - 1 < len(steps):
+        done = len(out) - 1
+        k, blocks = _stage(cur, steps[done:], block_bytes)
+        stage = tuple(steps[done:done + k])
+        # Blocks start at multiples of the stage's factors: every window of the k levels lies in one block.
         cur_b = cur.rechunk({a: b for a, b in blocks.items()})
-        packed = da.map_blocks(reduce_levels, cur_b, steps=(spec,) * k, dtype=x.dtype, meta=meta,
-                               name="pyramid-levels-" + tokenize(cur_b, spec, k))
-        for j in range(1, k + 1):
-            chunks = tuple(tuple(spec.next_length(b, a, j) for b in c) if a in spec.axes else c
-                           for a, c in enumerate(cur_b.chunks))
+        packed = da.map_blocks(reduce_levels, cur_b, steps=stage, dtype=x.dtype, meta=meta,
+                               name="pyramid-levels-" + tokenize(cur_b, stage))
+        chunks = cur_b.chunks
+        for j, step in enumerate(stage, 1):
+            chunks = tuple(tuple(step.next_length(b, a) for b in c) for a, c in enumerate(chunks))
             name = f"pyramid-level{len(out)}-" + tokenize(packed.name, j)
             # Level j of block idx is item j-1 of that block's tuple (as dask's apply_gufunc does).
             dsk = {(name,) + idx: (operator.getitem, (packed.name,) + idx, j - 1)
@@ -75,12 +88,27 @@ def _dask_pyramid(x, spec: Spec, levels: int, block_bytes: int) -> list:
     return out
 
 
+def steps_for(x, levels, factor, method, axes, edge, factors=None, scale=None, stop=None, fit=None):
+    """Validate ``pyramid()``'s arguments for an array of ``x``'s shape and dtype: one Spec per level."""
+    shape = tuple(x.shape)
+    base = normalize(shape, x.dtype, factor, method, axes, edge)
+    n = check_levels(levels, shape, base)
+    pooled = check_axes(axes, len(shape))
+    sched = check_factors(factors, base, pooled, shape)
+    scale = check_scale(scale, len(shape))
+    stop = check_stop(stop, len(shape))
+    if factors == "auto" and scale is None:
+        raise ValueError("`factors='auto'` chooses factors from the pixel sizes: pass `scale` too "
+                         "(one per axis, e.g. scale=(4.0, 1.0, 1.0) for thick z slices).")
+    return schedule(shape, base, n, sched, scale, stop, fit)
+
+
 # --------------------------------------------------------------------------- #
 # the public function
 # --------------------------------------------------------------------------- #
 def pyramid(x, levels: Optional[int] = None, factor: Union[int, Sequence[int]] = 2, method: str = "mean",
-            axes: Union[None, int, Sequence[int]] = None, *, edge: str = "partial",
-            max_block_bytes: int = DEFAULT_BLOCK_BYTES) -> list:
+            axes: Union[None, int, Sequence[int]] = None, *, edge: str = "partial", factors=None,
+            scale=None, stop=None, max_block_bytes: int = DEFAULT_BLOCK_BYTES) -> list:
     """A multiscale pyramid: ``x`` and successively pooled copies of it.
 
     Level ``k + 1`` is level ``k`` reduced over disjoint windows of ``factor``
@@ -113,6 +141,20 @@ def pyramid(x, levels: Optional[int] = None, factor: Union[int, Sequence[int]] =
         has (no padding enters the result, nothing is dropped): a level is
         ``ceil(S / factor)`` long. "trim": such windows are dropped,
         ``floor(S / factor)`` (``dask.array.coarsen``'s ``trim_excess``).
+    factors : None, "auto" or list, optional
+        Per-level factors (anisotropic data). A list is the schedule: one
+        entry per level, each an int or one factor per pooled axis, e.g.
+        ``[(1, 2, 2), (1, 2, 2), (2, 2, 2)]`` for z slices 4x thicker than
+        the pixels (``levels`` is then its length). ``"auto"``: at each level
+        ``factor`` on the pooled axes whose pixel, once pooled, stays within
+        sqrt(2) of the coarsest pixel (all of them when none would), from
+        ``scale``. None: ``factor`` on every pooled axis, every level.
+    scale : float or tuple of floats, optional
+        Level 0's pixel size per axis, for ``factors="auto"``.
+    stop : int or tuple of ints, optional
+        Per axis of ``x``: pool the axis only while it is longer than this
+        (an axis stops once it fits, e.g., one chunk); with ``levels=None``
+        the pyramid ends when no pooled axis is longer than its stop.
     max_block_bytes : int
         Dask only: bytes of input one task may hold (see Notes).
 
@@ -171,20 +213,19 @@ def pyramid(x, levels: Optional[int] = None, factor: Union[int, Sequence[int]] =
     lazy = is_dask_array(x)
     if not lazy:
         x = as_input_array(x)
-    spec = normalize(tuple(x.shape), x.dtype, factor, method, axes, edge)
-    n = check_levels(levels, tuple(x.shape), spec)
+    if lazy and any(np.isnan(c) for cs in x.chunks for c in cs):
+        fit = None                        # raised below, after the arguments are checked
+    else:
+        fit = [max(c) for c in x.chunks] if lazy else None
+    steps = steps_for(x, levels, factor, method, axes, edge, factors, scale, stop, fit)
     if not is_int(max_block_bytes) or max_block_bytes < 1:
         raise ValueError(f"`max_block_bytes` must be an int >= 1, but got max_block_bytes={max_block_bytes!r}.")
     if lazy:
         if not x.dtype.isnative:          # e.g. '>u2' from a file: the kernels know native dtypes
             x = x.astype(x.dtype.newbyteorder("="))
-        if any(np.isnan(c) for cs in x.chunks for c in cs):
+        if fit is None:
             raise ValueError("`x` is a Dask array of unknown chunk sizes; call x.compute_chunk_sizes() first.")
-        if n is None:
-            n = default_levels(tuple(x.shape), spec, [max(c) for c in x.chunks])
-        return _dask_pyramid(x, spec, n, int(max_block_bytes))
-    if n is None:
-        n = default_levels(tuple(x.shape), spec, (1,) * x.ndim)
+        return _dask_pyramid(x, steps, int(max_block_bytes))
     from ..core.threads import get_num_threads
 
-    return [x, *reduce_levels(x, (spec,) * n, threads=get_num_threads())]
+    return [x, *reduce_levels(x, steps, threads=get_num_threads())]
