@@ -1,0 +1,461 @@
+"""Numba kernels of the pyramid: ``k`` levels of one block in one traversal of its input.
+
+The block is canonical: ``x`` is ``(B, D, H, W, C)``, C-contiguous, the pooled axes D, H, W
+(1 where fewer are pooled), the windows disjoint (kernel == stride == factor, per level and
+axis) and cut short at the end of an axis (partial windows) or not there at all (trimmed
+levels are simply shorter).  All levels go into one flat output buffer ``buf``; the geometry
+table ``geo`` (int64, ``(L + 1, 9)``) gives per level ``l`` its ``D, H, W``, its offset in
+``buf`` and the factors ``fd, fh, fw`` that make it from level ``l - 1`` (level 0 is ``x``), then ``VD, VH``:
+the level's rows as the traversal sees them (at least ``D, H``, and enough that every row of
+the level below lies under one: a trimmed level lacks rows of the one below).
+
+Work items are the *top rows* ``(b, od, oh)`` of the last level ``L`` (``VD x VH`` of them).  Each item walks the
+tree of rows below it in post-order: a row of level ``l`` is computed as soon as the ``fd * fh``
+rows of level ``l - 1`` under it are done, reading them back while they are still in cache.
+So every input element is read once, every level's row is read once more by the level above,
+and the scratch is a few rows per thread.  Every output is written by one work item, so
+results never depend on the thread count.
+
+Reductions (a compile-time constant ``OP`` per kernel):
+
+``MEAN``
+    (u)int8/16/32: window sums in an accumulator row of the narrowest exact integer type
+    (``acc``'s dtype, chosen by the caller), divided by the window's count of valid
+    elements and rounded half to even, in the kernel; written in the input's dtype.
+``MEAN64``
+    64-bit integers, on int64 views: each element splits into ``hi * 2**32 + lo``, whose
+    sums are exact in int64; the mean is put together exactly (see :func:`_mean64`).
+``FMEAN``
+    floats: taps added in scan order from 0 in the input's precision, then divided by the
+    count -- the bits of ``avg_pool(..., count_include_pad=False)``.
+``MAX``, ``MIN``
+    the first tap, replaced by a later one that is greater (smaller) or NaN: ``max_pool``'s bits.
+``MODE``
+    the most frequent value, ties to the smallest, on unsigned views: ``bias`` (the sign bit
+    for signed dtypes, else 0) is XORed into the keys that are compared.
+``NEAREST``
+    each window's first element.
+
+Fast paths, picked per row at run time: ``C == 1`` and full windows two wide along W over
+one, two or four rows (the 1x2, 2x2 and 2x2x2 windows of factor-2 pyramids) run as
+straight-line code; a 2x2 mode uses that among four values any equal pair is the mode or
+ties for it, a 2x2x2 mode counts with an early exit once no other value can win.
+"""
+from __future__ import annotations
+
+import types as pytypes
+
+import numpy as np
+from numba import njit
+
+from .jit import kernel
+
+__all__ = ["MEAN", "MEAN64", "FMEAN", "MAX", "MIN", "MODE", "NEAREST", "KERNELS", "SMALL_MODE"]
+
+MEAN, MEAN64, FMEAN, MAX, MIN, MODE, NEAREST = range(7)
+
+#: Windows of at most this many elements find their mode by counting (n**2 / 2 compares);
+#: larger ones sort their keys in place and scan the runs.
+SMALL_MODE = 16
+
+
+# --------------------------------------------------------------------------- #
+# exact integer division, rounded half to even
+# --------------------------------------------------------------------------- #
+@njit(inline="always")
+def _rdiv_pow2(s, k):
+    # s / 2**k (k >= 1), nearest, ties to even, for int64 s of either sign (>> floors):
+    # with s = q * 2**k + r, adding 2**(k-1) - 1 + (q & 1) carries into q exactly when
+    # r > 2**(k-1), or r == 2**(k-1) and q is odd.
+    return (s + ((1 << (k - 1)) - 1) + ((s >> k) & 1)) >> k
+
+
+@njit(inline="always")
+def _rdiv(s, n, use_float):
+    # s / n (int64, n >= 1), nearest, ties to even, exactly.
+    if use_float:
+        # |s| < 2**52: the float64 quotient is within 2**-53 relative of s / n, ties k + 1/2
+        # are exact, and any other quotient lies >= 1/(2n) from one: rint rounds it as the
+        # integers would (the argument of multiscale.reduce.round_half_even).
+        return np.int64(np.rint(np.float64(s) / np.float64(n)))
+    q = s // n                       # floor, also for negative s
+    twice_r = 2 * (s - q * n)        # 0 <= r < n
+    return q + np.int64((twice_r > n) or (twice_r == n and (q & 1) == 1))
+
+
+@njit(inline="always")
+def _mean64(hi, lo, n):
+    # The exact mean of n 64-bit integers x = hi * 2**32 + lo (hi: the signed or unsigned top
+    # half, lo: the low 32 bits), from sum(hi) and sum(lo), both exact in int64 (n <= 2**29).
+    # mean = q * 2**32 + (r * 2**32 + sum(lo)) / n with q, r = divmod(sum(hi), n); 2**32 is
+    # even, so rounding the second term half to even rounds the whole mean so. The sum
+    # q * 2**32 + f may wrap in int64; the true mean fits, so the wrapped bits are its bits.
+    q = hi // n
+    r = hi - q * n
+    t = r * 4294967296 + lo          # 0 <= t < 2 * n * 2**32 <= 2**62
+    return (q << 32) + _rdiv(t, n, False)
+
+
+# --------------------------------------------------------------------------- #
+# modes
+# --------------------------------------------------------------------------- #
+@njit(inline="always")
+def _smaller(a, b, bias):
+    # the smaller of a and b in the order of the keys v ^ bias
+    return a if (a ^ bias) <= (b ^ bias) else b
+
+
+@njit(inline="always")
+def _mode4(a, b, c, d, bias):
+    # Among four values an equal pair is the mode, or ties with the other pair (then the smaller).
+    if a == b:
+        return _smaller(a, c, bias) if c == d else a
+    if a == c:
+        return _smaller(a, b, bias) if b == d else a
+    if a == d:
+        return _smaller(a, b, bias) if b == c else a
+    if b == c or b == d:
+        return b
+    if c == d:
+        return c
+    return _smaller(_smaller(a, b, bias), _smaller(c, d, bias), bias)
+
+
+@njit(inline="always")
+def _mode_count(wb, n, bias):
+    # Mode of wb[:n] by counting: a value's count is taken at its first occurrence (later
+    # copies count fewer and never win); stop once no later-first value can reach the best.
+    best = wb[0]
+    top = 0
+    for i in range(n):
+        v = wb[i]
+        c = 1
+        for j in range(i + 1, n):
+            c += wb[j] == v
+        if c > top or (c == top and (v ^ bias) < (best ^ bias)):
+            best = v
+            top = c
+        if top > min(n - top, n - 1 - i):
+            break
+    return best
+
+
+@njit(inline="always")
+def _mode_sort(wb, n, bias):
+    # Mode of wb[:n] by sorting its keys in place: the first longest run is the smallest value.
+    for i in range(n):
+        wb[i] ^= bias
+    w = wb[:n]
+    w.sort()
+    best = w[0]
+    top = 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and w[j] == w[i]:
+            j += 1
+        if j - i > top:
+            top = j - i
+            best = w[i]
+        i = j
+    return best ^ bias
+
+
+@njit(inline="always")
+def mode_of(wb, n, bias):
+    """The most frequent of ``wb[:n]`` (n >= 1), ties to the smallest key ``v ^ bias``; may reorder ``wb``."""
+    if n <= SMALL_MODE:
+        return _mode_count(wb, n, bias)
+    return _mode_sort(wb, n, bias)
+
+
+# --------------------------------------------------------------------------- #
+# one output row, per reduction (each its own compiled function: a kernel holds only its own)
+# --------------------------------------------------------------------------- #
+# Every row function: output row ``dst[d0 : d0 + W * C]`` from the ``R`` source rows starting
+# at ``src[rows[r]]``; window ``ow`` covers source columns ``[ow * fw, min((ow + 1) * fw, Ws))``
+# of each row (``Ws`` columns of ``C`` channels); taps are visited in scan order (rows in
+# order, then columns). ``acc`` and ``wb`` are scratch (an accumulator row, one window's
+# values), ``tmp`` one element of ``dst``'s dtype for conversions.
+
+@njit(inline="always")
+def _full(R, Ws, W, C, fw):
+    # Windows of the fast paths at the start of the row (C == 1, two wide over 1, 2 or 4 rows).
+    if C == 1 and fw == 2 and (R == 1 or R == 2 or R == 4):
+        return min(W, Ws // 2)
+    return 0
+
+
+@njit
+def _row_mean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
+    start = _full(R, Ws, W, C, fw)
+    r0 = rows[0]
+    if start and R == 1:
+        for ow in range(start):
+            i = r0 + 2 * ow
+            dst[d0 + ow] = _rdiv_pow2(np.int64(src[i]) + np.int64(src[i + 1]), 1)
+    elif start and R == 2:
+        r1 = rows[1]
+        for ow in range(start):
+            i = 2 * ow
+            s = (np.int64(src[r0 + i]) + np.int64(src[r0 + i + 1])
+                 + np.int64(src[r1 + i]) + np.int64(src[r1 + i + 1]))
+            dst[d0 + ow] = _rdiv_pow2(s, 2)
+    elif start:
+        r1, r2, r3 = rows[1], rows[2], rows[3]
+        for ow in range(start):
+            i = 2 * ow
+            s = (np.int64(src[r0 + i]) + np.int64(src[r0 + i + 1])
+                 + np.int64(src[r1 + i]) + np.int64(src[r1 + i + 1])
+                 + np.int64(src[r2 + i]) + np.int64(src[r2 + i + 1])
+                 + np.int64(src[r3 + i]) + np.int64(src[r3 + i + 1]))
+            dst[d0 + ow] = _rdiv_pow2(s, 3)
+    if start == W:
+        return
+    # the general windows: sums in the accumulator row (its narrow type is exact for them)
+    for k in range(start * C, W * C):
+        acc[k] = 0
+    for r in range(R):
+        row = rows[r]
+        for ow in range(start, W):
+            nw = min(fw, Ws - ow * fw)
+            for j in range(nw):
+                p = row + (ow * fw + j) * C
+                for c in range(C):
+                    acc[ow * C + c] += src[p + c]
+    for ow in range(start, W):
+        n = R * min(fw, Ws - ow * fw)
+        for c in range(C):
+            dst[d0 + ow * C + c] = _rdiv(np.int64(acc[ow * C + c]), n, use_float)
+
+
+@njit
+def _row_mean64(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
+    # int64 views of 64-bit integers: hi and lo halves summed apart (acc: hi sums, then lo sums)
+    half = acc.shape[0] // 2
+    for k in range(W * C):
+        acc[k] = 0
+        acc[half + k] = 0
+    for r in range(R):
+        row = rows[r]
+        for ow in range(W):
+            nw = min(fw, Ws - ow * fw)
+            for j in range(nw):
+                p = row + (ow * fw + j) * C
+                for c in range(C):
+                    v = src[p + c]
+                    acc[ow * C + c] += (v >> 32) if signed else ((v >> 32) & 4294967295)
+                    acc[half + ow * C + c] += v & 4294967295
+    for ow in range(W):
+        n = R * min(fw, Ws - ow * fw)
+        for c in range(C):
+            dst[d0 + ow * C + c] = _mean64(acc[ow * C + c], acc[half + ow * C + c], n)
+
+
+@njit
+def _row_fmean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
+    # floats: add from 0 in scan order, then divide by the count (avg_pool's bits)
+    tmp[0] = 0
+    zero = tmp[0]
+    start = _full(R, Ws, W, C, fw)
+    r0 = rows[0]
+    if start:
+        tmp[0] = 2 * R
+        dv = tmp[0]
+        r1 = rows[1] if R > 1 else r0
+        r2 = rows[2] if R > 2 else r0
+        r3 = rows[3] if R > 2 else r0
+        for ow in range(start):
+            i = 2 * ow
+            s = zero + src[r0 + i]
+            s += src[r0 + i + 1]
+            if R > 1:
+                s += src[r1 + i]
+                s += src[r1 + i + 1]
+            if R > 2:
+                s += src[r2 + i]
+                s += src[r2 + i + 1]
+                s += src[r3 + i]
+                s += src[r3 + i + 1]
+            dst[d0 + ow] = s / dv
+    if start == W:
+        return
+    for k in range(start * C, W * C):
+        acc[k] = zero
+    for r in range(R):
+        row = rows[r]
+        for ow in range(start, W):
+            nw = min(fw, Ws - ow * fw)
+            for j in range(nw):
+                p = row + (ow * fw + j) * C
+                for c in range(C):
+                    acc[ow * C + c] += src[p + c]
+    for ow in range(start, W):
+        tmp[0] = R * min(fw, Ws - ow * fw)
+        dv = tmp[0]
+        for c in range(C):
+            dst[d0 + ow * C + c] = acc[ow * C + c] / dv
+
+
+def _make_row_extreme(IS_MIN):
+    @njit
+    def row_extreme(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
+        # the first tap, then any later one that is greater (smaller) or NaN: max_pool's rule
+        r0 = rows[0]
+        for ow in range(W):
+            for c in range(C):
+                acc[ow * C + c] = src[r0 + ow * fw * C + c]
+        for r in range(R):
+            row = rows[r]
+            for ow in range(W):
+                nw = min(fw, Ws - ow * fw)
+                for j in range(1 if r == 0 else 0, nw):
+                    p = row + (ow * fw + j) * C
+                    for c in range(C):
+                        v = src[p + c]
+                        m = acc[ow * C + c]
+                        if ((v < m) if IS_MIN else (v > m)) or v != v:
+                            acc[ow * C + c] = v
+        for k in range(W * C):
+            dst[d0 + k] = acc[k]
+    return row_extreme
+
+
+_row_max, _row_min = _make_row_extreme(False), _make_row_extreme(True)
+
+
+@njit
+def _row_nearest(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
+    r0 = rows[0]
+    for ow in range(W):
+        for c in range(C):
+            dst[d0 + ow * C + c] = src[r0 + ow * fw * C + c]
+
+
+@njit
+def _row_mode(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
+    start = _full(R, Ws, W, C, fw)
+    r0 = rows[0]
+    if start and R == 1:
+        for ow in range(start):
+            i = r0 + 2 * ow
+            dst[d0 + ow] = _smaller(src[i], src[i + 1], bias)        # of two values: the smaller
+    elif start and R == 2:
+        r1 = rows[1]
+        for ow in range(start):
+            i = 2 * ow
+            dst[d0 + ow] = _mode4(src[r0 + i], src[r0 + i + 1], src[r1 + i], src[r1 + i + 1], bias)
+    elif start:
+        r1, r2, r3 = rows[1], rows[2], rows[3]
+        for ow in range(start):
+            i = 2 * ow
+            a = src[r0 + i]
+            # the common case in label volumes: one label fills the window
+            if (a == src[r0 + i + 1] and a == src[r1 + i] and a == src[r1 + i + 1] and a == src[r2 + i]
+                    and a == src[r2 + i + 1] and a == src[r3 + i] and a == src[r3 + i + 1]):
+                dst[d0 + ow] = a
+                continue
+            wb[0], wb[1], wb[2], wb[3] = a, src[r0 + i + 1], src[r1 + i], src[r1 + i + 1]
+            wb[4], wb[5], wb[6], wb[7] = src[r2 + i], src[r2 + i + 1], src[r3 + i], src[r3 + i + 1]
+            dst[d0 + ow] = _mode_count(wb, 8, bias)
+    for ow in range(start, W):
+        nw = min(fw, Ws - ow * fw)
+        for c in range(C):
+            n = 0
+            for r in range(R):
+                p = rows[r] + ow * fw * C + c
+                for j in range(nw):
+                    wb[n] = src[p + j * C]
+                    n += 1
+            dst[d0 + ow * C + c] = mode_of(wb, n, bias)
+
+
+@njit(inline="always")
+def _window_rows(geo, l, b, d, h, C, rows, soff):
+    # The source rows of row (b, d, h) of level l (in rows[:R]; offsets from ``soff``), R, and
+    # where the output row starts.
+    Ds, Hs, Ws = geo[l - 1, 0], geo[l - 1, 1], geo[l - 1, 2]
+    D, H, W, off, fd, fh = geo[l, 0], geo[l, 1], geo[l, 2], geo[l, 3], geo[l, 4], geo[l, 5]
+    nd = min(fd, Ds - d * fd)
+    nh = min(fh, Hs - h * fh)
+    base = soff + ((b * Ds + d * fd) * Hs + h * fh) * Ws * C
+    R = 0
+    for i in range(nd):
+        for j in range(nh):
+            rows[R] = base + (i * Hs + j) * Ws * C
+            R += 1
+    return R, off + ((b * D + d) * H + h) * W * C
+
+
+_ROWS = {MEAN: _row_mean, MEAN64: _row_mean64, FMEAN: _row_fmean, MAX: _row_max, MIN: _row_min,
+         MODE: _row_mode, NEAREST: _row_nearest}
+
+
+def _make(OP):
+    # The row function is a global of the kernel (one per OP; see _ROWS), not a closure cell:
+    # the kernel's name and disk-cache key come from its cells (OP alone, below).
+    proto = _levels_template(OP)
+    scope = dict(proto.__globals__, _row=_ROWS[OP])
+    fn = pytypes.FunctionType(proto.__code__, scope, proto.__name__, None, proto.__closure__)
+    fn.__qualname__ = proto.__qualname__
+    fn.__doc__ = proto.__doc__
+    return kernel(fn)
+
+
+def _levels_template(OP):
+    def levels(lo, hi, x, buf, geo, L, B, C, acc_proto, bias, use_float, signed):
+        """Levels ``1..L`` of the top rows ``[lo, hi)`` (``(b, od, oh)`` of level ``L``, row-major)."""
+        nrows, nacc, nwin = 1, 1, 1
+        for l in range(1, L + 1):
+            nrows = max(nrows, geo[l, 4] * geo[l, 5])
+            nacc = max(nacc, geo[l, 2] * C)
+            nwin = max(nwin, geo[l, 4] * geo[l, 5] * geo[l, 6])
+        rows = np.empty(nrows, dtype=np.int64)
+        acc = np.empty(2 * nacc if OP == MEAN64 else nacc, dtype=acc_proto.dtype)
+        wb = np.empty(max(nwin, 8), dtype=x.dtype)
+        tmp = np.empty(1, dtype=buf.dtype)
+        cd = np.empty(L + 1, dtype=np.int64)
+        ch = np.empty(L + 1, dtype=np.int64)
+        child = np.zeros(L + 1, dtype=np.int64)
+        DL, HL = geo[L, 7], geo[L, 8]
+        for item in range(lo, hi):
+            cd[L] = (item // HL) % DL
+            ch[L] = item % HL
+            child[L] = 0
+            b = item // (DL * HL)
+            l = L
+            while True:
+                fd, fh = geo[l, 4], geo[l, 5]
+                if l > 1 and child[l] < fd * fh:
+                    # descend into the next row of level l - 1 under this one, if it exists
+                    dd = cd[l] * fd + child[l] // fh
+                    hh = ch[l] * fh + child[l] % fh
+                    child[l] += 1
+                    if dd < geo[l - 1, 7] and hh < geo[l - 1, 8]:
+                        l -= 1
+                        cd[l] = dd
+                        ch[l] = hh
+                        child[l] = 0
+                    continue
+                # every row under (cd[l], ch[l]) is done: make it, from x (level 1) or buf, unless
+                # the level (trimmed) has no such row
+                if cd[l] >= geo[l, 0] or ch[l] >= geo[l, 1]:
+                    if l == L:
+                        break
+                    l += 1
+                    continue
+                R, d0 = _window_rows(geo, l, b, cd[l], ch[l], C, rows, 0 if l == 1 else geo[l - 1, 3])
+                if l == 1:        # two calls: x may be read-only, a type of its own
+                    _row(x, rows, R, geo[0, 2], geo[1, 2], C, geo[1, 6], buf, d0, acc, wb, bias, use_float,
+                         signed, tmp)
+                else:
+                    _row(buf, rows, R, geo[l - 1, 2], geo[l, 2], C, geo[l, 6], buf, d0, acc, wb, bias,
+                         use_float, signed, tmp)
+                if l == L:
+                    break
+                l += 1
+
+    return levels
+
+
+KERNELS = {op: _make(op) for op in (MEAN, MEAN64, FMEAN, MAX, MIN, MODE, NEAREST)}
