@@ -49,15 +49,11 @@ import numpy as np
 from numba import njit
 
 from .jit import kernel
+from .mode import _mode4, _mode_count, _smaller, mode_of
 
-__all__ = ["MEAN", "MEAN64", "FMEAN", "MAX", "MIN", "MODE", "NEAREST", "KERNELS", "SMALL_MODE"]
+__all__ = ["MEAN", "MEAN64", "FMEAN", "MAX", "MIN", "MODE", "NEAREST", "KERNELS"]
 
 MEAN, MEAN64, FMEAN, MAX, MIN, MODE, NEAREST = range(7)
-
-#: Windows of at most this many elements find their mode by counting (n**2 / 2 compares);
-#: larger ones sort their keys in place and scan the runs.
-SMALL_MODE = 16
-
 
 # --------------------------------------------------------------------------- #
 # exact integer division, rounded half to even
@@ -94,79 +90,6 @@ def _mean64(hi, lo, n):
     r = hi - q * n
     t = r * 4294967296 + lo          # 0 <= t < 2 * n * 2**32 <= 2**62
     return (q << 32) + _rdiv(t, n, False)
-
-
-# --------------------------------------------------------------------------- #
-# modes
-# --------------------------------------------------------------------------- #
-@njit(inline="always")
-def _smaller(a, b, bias):
-    # the smaller of a and b in the order of the keys v ^ bias
-    return a if (a ^ bias) <= (b ^ bias) else b
-
-
-@njit(inline="always")
-def _mode4(a, b, c, d, bias):
-    # Among four values an equal pair is the mode, or ties with the other pair (then the smaller).
-    if a == b:
-        return _smaller(a, c, bias) if c == d else a
-    if a == c:
-        return _smaller(a, b, bias) if b == d else a
-    if a == d:
-        return _smaller(a, b, bias) if b == c else a
-    if b == c or b == d:
-        return b
-    if c == d:
-        return c
-    return _smaller(_smaller(a, b, bias), _smaller(c, d, bias), bias)
-
-
-@njit(inline="always")
-def _mode_count(wb, n, bias):
-    # Mode of wb[:n] by counting: a value's count is taken at its first occurrence (later
-    # copies count fewer and never win); stop once no later-first value can reach the best.
-    best = wb[0]
-    top = 0
-    for i in range(n):
-        v = wb[i]
-        c = 1
-        for j in range(i + 1, n):
-            c += wb[j] == v
-        if c > top or (c == top and (v ^ bias) < (best ^ bias)):
-            best = v
-            top = c
-        if top > min(n - top, n - 1 - i):
-            break
-    return best
-
-
-@njit(inline="always")
-def _mode_sort(wb, n, bias):
-    # Mode of wb[:n] by sorting its keys in place: the first longest run is the smallest value.
-    for i in range(n):
-        wb[i] ^= bias
-    w = wb[:n]
-    w.sort()
-    best = w[0]
-    top = 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and w[j] == w[i]:
-            j += 1
-        if j - i > top:
-            top = j - i
-            best = w[i]
-        i = j
-    return best ^ bias
-
-
-@njit(inline="always")
-def mode_of(wb, n, bias):
-    """The most frequent of ``wb[:n]`` (n >= 1), ties to the smallest key ``v ^ bias``; may reorder ``wb``."""
-    if n <= SMALL_MODE:
-        return _mode_count(wb, n, bias)
-    return _mode_sort(wb, n, bias)
 
 
 # --------------------------------------------------------------------------- #
