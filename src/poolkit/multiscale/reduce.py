@@ -180,6 +180,12 @@ def _accumulator(dtype: np.dtype, n: int) -> np.dtype:
     return np.dtype(np.uint64 if dtype.kind == "u" else np.int64)     # unreachable: n <= 2**29
 
 
+def _use_float(dtype: np.dtype, n: int) -> bool:
+    """May sums of ``n`` values of ``dtype`` be divided in float64 (|sum| < 2**52, see round_half_even)?"""
+    info = np.iinfo(dtype)
+    return max(-int(info.min), int(info.max)) * n < 2**52
+
+
 def _stages(shapes: List[Tuple[int, ...]], b: int, threads: int) -> List[Tuple[int, int]]:
     """Cut levels ``1..L`` into passes ``(first, last)``: one pass, unless threads want more work items.
 
@@ -249,8 +255,7 @@ def _canonical_levels(x5: np.ndarray, shapes, factors, method: str, threads: int
     else:
         n = max(int(np.prod(f)) for f in factors[1:])
         acc = _accumulator(dtype, n)
-        info = np.iinfo(dtype)
-        use_float = max(abs(int(info.min)), int(info.max)) * n < 2**52
+        use_float = _use_float(dtype, n)
         op = P.MEAN
         bias = dtype.type(0)
     out: List[np.ndarray] = []
