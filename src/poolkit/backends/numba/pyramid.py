@@ -39,7 +39,8 @@ Reductions (a compile-time constant ``OP`` per kernel):
 Fast paths, picked per row at run time: ``C == 1`` and full windows two wide along W over
 one, two or four rows (the 1x2, 2x2 and 2x2x2 windows of factor-2 pyramids) run as
 straight-line code; a 2x2 mode uses that among four values any equal pair is the mode or
-ties for it, a 2x2x2 mode counts with an early exit once no other value can win.
+ties for it, a 2x2x2 mode counts every value's copies without a branch and keeps the most
+frequent (the smallest among equals).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ import numpy as np
 from numba import njit
 
 from .jit import kernel
-from .mode import _mode4, _mode_count, _smaller, mode_of
+from .mode import _mode4, _mode8, _smaller, mode_of
 
 U = np.uint64
 
@@ -124,7 +125,7 @@ def _fast_rows(src, rows, R, n):
     return a, b, c, d
 
 
-@njit
+@njit(inline="always")
 def _row_mean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
     start = _full(R, Ws, W, C, fw)
     if start:
@@ -166,7 +167,7 @@ def _row_mean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, sig
             o[q + k] = _rdiv(np.int64(ac[q + k]), cnt, use_float)
 
 
-@njit
+@njit(inline="always")
 def _row_mean64(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
     # int64 views of 64-bit integers: hi and lo halves summed apart (acc: hi sums, then lo sums)
     n = W * C
@@ -192,7 +193,7 @@ def _row_mean64(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, s
             o[q + k] = _mean64(hs[q + k], ls[q + k], cnt)
 
 
-@njit
+@njit(inline="always")
 def _row_fmean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
     # floats: add from 0 in scan order, then divide by the count (avg_pool's bits)
     tmp[0] = 0
@@ -239,7 +240,7 @@ def _row_fmean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, si
 
 
 def _make_row_extreme(IS_MIN):
-    @njit
+    @njit(inline="always")
     def row_extreme(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
         # the first tap, then any later one that is greater (smaller) or NaN: max_pool's rule
         n = W * C
@@ -264,7 +265,7 @@ def _make_row_extreme(IS_MIN):
 _row_max, _row_min = _make_row_extreme(False), _make_row_extreme(True)
 
 
-@njit
+@njit(inline="always")
 def _row_nearest(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
     a = src[rows[0]: rows[0] + Ws * C]
     o = dst[d0: d0 + W * C]
@@ -275,7 +276,7 @@ def _row_nearest(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, 
             o[q + k] = a[p + k]
 
 
-@njit
+@njit(inline="always")
 def _row_mode(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
     start = _full(R, Ws, W, C, fw)
     if start:
@@ -292,15 +293,7 @@ def _row_mode(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, sig
         else:
             for ow in range(U(start)):
                 i = U(2) * ow
-                v = a[i]
-                # the common case in label volumes: one label fills the window
-                if (v == a[i + U(1)] and v == b[i] and v == b[i + U(1)] and v == c[i] and v == c[i + U(1)]
-                        and v == d[i] and v == d[i + U(1)]):
-                    o[ow] = v
-                    continue
-                wb[0], wb[1], wb[2], wb[3] = v, a[i + U(1)], b[i], b[i + U(1)]
-                wb[4], wb[5], wb[6], wb[7] = c[i], c[i + U(1)], d[i], d[i + U(1)]
-                o[ow] = _mode_count(wb, 8, bias)
+                o[ow] = _mode8(a[i], a[i + U(1)], b[i], b[i + U(1)], c[i], c[i + U(1)], d[i], d[i + U(1)], bias)
     for ow in range(start, W):
         nw = min(fw, Ws - ow * fw)
         for k in range(C):
