@@ -171,19 +171,22 @@ def _groups(steps: Sequence[Spec]) -> List[List[Spec]]:
 
 
 def _accumulator(dtype: np.dtype, n: int) -> np.dtype:
-    """The narrowest integer type that holds the sum of any ``n`` values of ``dtype`` exactly."""
-    info = np.iinfo(dtype)
-    for acc in ((np.uint16, np.uint32, np.uint64) if dtype.kind == "u" else (np.int16, np.int32, np.int64)):
-        a = np.iinfo(acc)
-        if a.bits > info.bits and info.max * n <= a.max and info.min * n >= a.min:
+    """The narrowest unsigned type that holds the sum of any ``n`` values of ``dtype`` exactly.
+
+    The kernels sum unsigned views (signed values with their sign bit flipped: ``v + 2**(b-1)``,
+    in ``[0, 2**b)``), so the bound is ``(2**b - 1) * n`` for either signedness.
+    """
+    top = 2 ** (8 * np.dtype(dtype).itemsize) - 1
+    for acc in (np.uint16, np.uint32, np.uint64):
+        if np.iinfo(acc).bits > 8 * np.dtype(dtype).itemsize and top * n <= np.iinfo(acc).max:
             return np.dtype(acc)
-    return np.dtype(np.uint64 if dtype.kind == "u" else np.int64)     # unreachable: n <= 2**29
+    return np.dtype(np.uint64)                     # unreachable below 64-bit data: n <= 2**29
 
 
 def _use_float(dtype: np.dtype, n: int) -> bool:
-    """May sums of ``n`` values of ``dtype`` be divided in float64 (|sum| < 2**52, see round_half_even)?"""
-    info = np.iinfo(dtype)
-    return max(-int(info.min), int(info.max)) * n < 2**52
+    """May sums of ``n`` values of ``dtype`` (as the kernels sum them, unsigned) be divided in
+    float64 (sum < 2**52, see round_half_even)?"""
+    return (2 ** (8 * np.dtype(dtype).itemsize) - 1) * n < 2**52
 
 
 def _stages(shapes: List[Tuple[int, ...]], b: int, threads: int) -> List[Tuple[int, int]]:
@@ -238,26 +241,28 @@ def _canonical_levels(x5: np.ndarray, shapes, factors, method: str, threads: int
 
     dtype = x5.dtype
     signed = dtype.kind == "i"
-    bias = dtype.type(0) if dtype.kind == "f" else 0
     use_float = True
     acc = dtype
-    if method == "mode":
+    bias = np.int64(0)
+    if dtype.kind in "iu" and not (method == "mean" and dtype.itemsize == 8):
+        # integers on unsigned views, the sign bit of signed ones flipped where it matters (see P)
         u = np.dtype(f"u{dtype.itemsize}")
         bias = u.type(1 << (8 * dtype.itemsize - 1)) if signed else u.type(0)
-        x5, op = x5.view(u), P.MODE
+        x5 = x5.view(u)
+    if method == "mode":
+        op, acc = P.MODE, x5.dtype
     elif method in ("max", "min"):
-        op = P.MAX if method == "max" else P.MIN
+        op = (P.MAX if method == "max" else P.MIN) if dtype.kind == "f" else (P.MAXK if method == "max" else P.MINK)
+        acc = x5.dtype
     elif dtype.kind == "f":
         op = P.FMEAN
     elif dtype.itemsize == 8:
         x5, op, acc = x5.view(np.int64), P.MEAN64, np.dtype(np.int64)
-        bias = np.int64(0)
     else:
         n = max(int(np.prod(f)) for f in factors[1:])
         acc = _accumulator(dtype, n)
         use_float = _use_float(dtype, n)
         op = P.MEAN
-        bias = dtype.type(0)
     out: List[np.ndarray] = []
     cur = x5
     for first, last in _stages(list(shapes), x5.shape[0], threads):

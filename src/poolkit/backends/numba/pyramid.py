@@ -18,10 +18,16 @@ results never depend on the thread count.
 
 Reductions (a compile-time constant ``OP`` per kernel):
 
+Integers run on unsigned views of their width (one compiled kernel per width, not per
+dtype): ``bias`` is their sign bit for signed dtypes, else 0. XORing it in maps the signed
+order onto the unsigned one, and adds ``2**(b-1)`` to every value modulo ``2**b``.
+
 ``MEAN``
-    (u)int8/16/32: window sums in an accumulator row of the narrowest exact integer type
-    (``acc``'s dtype, chosen by the caller), divided by the window's count of valid
-    elements and rounded half to even, in the kernel; written in the input's dtype.
+    (u)int8/16/32: window sums of ``v ^ bias`` in an accumulator row of the narrowest exact
+    unsigned type (``acc``'s dtype, chosen by the caller), divided by the window's count of
+    valid elements and rounded half to even, in the kernel, then ``^ bias`` again: the mean
+    of the shifted values is the mean shifted by ``2**(b-1)``, an even integer, so the
+    rounding (ties to even) is the same.
 ``MEAN64``
     64-bit integers, on int64 views: each element splits into ``hi * 2**32 + lo``, whose
     sums are exact in int64; the mean is put together exactly (see :func:`_mean64`).
@@ -29,12 +35,10 @@ Reductions (a compile-time constant ``OP`` per kernel):
     floats: taps added in scan order from 0 in the input's precision, then divided by the
     count -- the bits of ``avg_pool(..., count_include_pad=False)``.
 ``MAX``, ``MIN``
-    the first tap, replaced by a later one that is greater (smaller) or NaN: ``max_pool``'s bits.
+    floats: the first tap, replaced by a later one that is greater (smaller) or NaN:
+    ``max_pool``'s bits. ``MAXK``, ``MINK``: integers, compared as the keys ``v ^ bias``.
 ``MODE``
-    the most frequent value, ties to the smallest, on unsigned views: ``bias`` (the sign bit
-    for signed dtypes, else 0) is XORed into the keys that are compared.
-``NEAREST``
-    each window's first element.
+    the most frequent value, ties to the smallest key ``v ^ bias``.
 
 Fast paths, picked per row at run time: ``C == 1`` and full windows two wide along W over
 one, two or four rows (the 1x2, 2x2 and 2x2x2 windows of factor-2 pyramids) run as
@@ -54,9 +58,9 @@ from .mode import _mode4, _mode8, _smaller, mode_of
 
 U = np.uint64
 
-__all__ = ["MEAN", "MEAN64", "FMEAN", "MAX", "MIN", "MODE", "NEAREST", "KERNELS"]
+__all__ = ["MEAN", "MEAN64", "FMEAN", "MAX", "MIN", "MAXK", "MINK", "MODE", "KERNELS"]
 
-MEAN, MEAN64, FMEAN, MAX, MIN, MODE, NEAREST = range(7)
+MEAN, MEAN64, FMEAN, MAX, MIN, MAXK, MINK, MODE = range(8)
 
 # --------------------------------------------------------------------------- #
 # exact integer division, rounded half to even
@@ -127,6 +131,7 @@ def _fast_rows(src, rows, R, n):
 
 @njit(inline="always")
 def _row_mean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
+    # unsigned views; signed data has its sign bit flipped on the way in and out (see MEAN)
     start = _full(R, Ws, W, C, fw)
     if start:
         a, b, c, d = _fast_rows(src, rows, R, start)
@@ -134,17 +139,21 @@ def _row_mean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, sig
         if R == 1:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = _rdiv_pow2(np.int64(a[i]) + np.int64(a[i + U(1)]), 1)
+                o[ow] = _rdiv_pow2(np.int64(a[i] ^ bias) + np.int64(a[i + U(1)] ^ bias), 1) ^ bias
         elif R == 2:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = _rdiv_pow2(np.int64(a[i]) + np.int64(a[i + U(1)]) + np.int64(b[i]) + np.int64(b[i + U(1)]), 2)
+                s = (np.int64(a[i] ^ bias) + np.int64(a[i + U(1)] ^ bias)
+                     + np.int64(b[i] ^ bias) + np.int64(b[i + U(1)] ^ bias))
+                o[ow] = _rdiv_pow2(s, 2) ^ bias
         else:
             for ow in range(U(start)):
                 i = U(2) * ow
-                s = (np.int64(a[i]) + np.int64(a[i + U(1)]) + np.int64(b[i]) + np.int64(b[i + U(1)])
-                     + np.int64(c[i]) + np.int64(c[i + U(1)]) + np.int64(d[i]) + np.int64(d[i + U(1)]))
-                o[ow] = _rdiv_pow2(s, 3)
+                s = (np.int64(a[i] ^ bias) + np.int64(a[i + U(1)] ^ bias)
+                     + np.int64(b[i] ^ bias) + np.int64(b[i + U(1)] ^ bias)
+                     + np.int64(c[i] ^ bias) + np.int64(c[i + U(1)] ^ bias)
+                     + np.int64(d[i] ^ bias) + np.int64(d[i + U(1)] ^ bias))
+                o[ow] = _rdiv_pow2(s, 3) ^ bias
     if start == W:
         return
     # the general windows: sums in the accumulator row (its narrow type is exact for them)
@@ -158,13 +167,13 @@ def _row_mean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, sig
                 p = U((t * fw + j) * C)
                 q = U(t * C)
                 for k in range(U(C)):
-                    ac[q + k] += a[p + k]
+                    ac[q + k] += a[p + k] ^ bias
     o = dst[d0 + start * C: d0 + W * C]
     for t in range(W - start):
         cnt = R * min(fw, Ws - (start + t) * fw)
         q = U(t * C)
         for k in range(U(C)):
-            o[q + k] = _rdiv(np.int64(ac[q + k]), cnt, use_float)
+            o[q + k] = _rdiv(np.int64(ac[q + k]), cnt, use_float) ^ bias
 
 
 @njit(inline="always")
@@ -239,10 +248,11 @@ def _row_fmean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, si
             o[q + k] = ac[q + k] / dv
 
 
-def _make_row_extreme(IS_MIN):
+def _make_row_extreme(IS_MIN, KEYED):
     @njit(inline="always")
     def row_extreme(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
-        # the first tap, then any later one that is greater (smaller) or NaN: max_pool's rule
+        # The first tap, then any later one that is greater (smaller) or NaN: max_pool's rule.
+        # KEYED: integers on unsigned views, compared as the keys v ^ bias.
         n = W * C
         ac = acc[:n]
         for r in range(R):
@@ -257,23 +267,17 @@ def _make_row_extreme(IS_MIN):
                             ac[q + k] = v
                         else:
                             m = ac[q + k]
-                            ac[q + k] = v if (((v < m) if IS_MIN else (v > m)) or v != v) else m
+                            if KEYED:
+                                better = ((v ^ bias) < (m ^ bias)) if IS_MIN else ((v ^ bias) > (m ^ bias))
+                            else:
+                                better = ((v < m) if IS_MIN else (v > m)) or v != v
+                            ac[q + k] = v if better else m
         dst[d0: d0 + n] = ac
     return row_extreme
 
 
-_row_max, _row_min = _make_row_extreme(False), _make_row_extreme(True)
-
-
-@njit(inline="always")
-def _row_nearest(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
-    a = src[rows[0]: rows[0] + Ws * C]
-    o = dst[d0: d0 + W * C]
-    for t in range(W):
-        p = U(t * fw * C)
-        q = U(t * C)
-        for k in range(U(C)):
-            o[q + k] = a[p + k]
+_row_max, _row_min = _make_row_extreme(False, False), _make_row_extreme(True, False)
+_row_maxk, _row_mink = _make_row_extreme(False, True), _make_row_extreme(True, True)
 
 
 @njit(inline="always")
@@ -324,7 +328,7 @@ def _window_rows(geo, l, b, d, h, C, rows, soff):
 
 
 _ROWS = {MEAN: _row_mean, MEAN64: _row_mean64, FMEAN: _row_fmean, MAX: _row_max, MIN: _row_min,
-         MODE: _row_mode, NEAREST: _row_nearest}
+         MAXK: _row_maxk, MINK: _row_mink, MODE: _row_mode}
 
 
 def _make(OP):
@@ -394,4 +398,4 @@ def _levels_template(OP):
     return levels
 
 
-KERNELS = {op: _make(op) for op in (MEAN, MEAN64, FMEAN, MAX, MIN, MODE, NEAREST)}
+KERNELS = {op: _make(op) for op in _ROWS}
