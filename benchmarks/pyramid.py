@@ -543,7 +543,9 @@ def table(records: List[dict], args) -> str:
               "`zarr`/`copy`: read the input and write it once, the yardstick of the disk-to-disk goal. "
               "`equal`: True, `~ (e)` for float sums in another order (largest difference over the level's "
               "largest magnitude), or the share of integers that differ: xarray-multiscale casts integer means "
-              "by truncation and breaks mode ties its own way; ngff-zarr's bin shrink rounds its own way.", ""]
+              "by truncation and breaks mode ties its own way; ngff-zarr's bin shrink rounds its own way; "
+              "tinybrain rounds means down from one accumulation of the input and breaks mode ties by "
+              "position (`--side-by-side` has the details).", ""]
     return "\n".join(lines)
 
 
