@@ -120,12 +120,12 @@ def _full(R, Ws, W, C, fw):
 # wraparound in the loops, so LLVM vectorises the straight ones (40x for uint8 2x2 means).
 
 @njit(inline="always")
-def _fast_rows(src, rows, R, n):
-    # the R (1, 2 or 4) source rows of n two-wide windows, as slices (the first repeated if fewer)
-    a = src[rows[0]: rows[0] + 2 * n]
-    b = src[rows[1]: rows[1] + 2 * n] if R > 1 else a
-    c = src[rows[2]: rows[2] + 2 * n] if R > 2 else a
-    d = src[rows[3]: rows[3] + 2 * n] if R > 2 else a
+def _fast_rows(rows, R):
+    # where the R (1, 2 or 4) source rows of the fast paths start (the first repeated if fewer)
+    a = U(rows[0])
+    b = U(rows[1]) if R > 1 else a
+    c = U(rows[2]) if R > 2 else a
+    d = U(rows[3]) if R > 2 else a
     return a, b, c, d
 
 
@@ -134,26 +134,26 @@ def _row_mean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, sig
     # unsigned views; signed data has its sign bit flipped on the way in and out (see MEAN)
     start = _full(R, Ws, W, C, fw)
     if start:
-        a, b, c, d = _fast_rows(src, rows, R, start)
-        o = dst[d0: d0 + start]
+        a, b, c, d = _fast_rows(rows, R)
+        o = U(d0)
         if R == 1:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = _rdiv_pow2(np.int64(a[i] ^ bias) + np.int64(a[i + U(1)] ^ bias), 1) ^ bias
+                dst[o + ow] = _rdiv_pow2(np.int64(src[a + i] ^ bias) + np.int64(src[a + i + U(1)] ^ bias), 1) ^ bias
         elif R == 2:
             for ow in range(U(start)):
                 i = U(2) * ow
-                s = (np.int64(a[i] ^ bias) + np.int64(a[i + U(1)] ^ bias)
-                     + np.int64(b[i] ^ bias) + np.int64(b[i + U(1)] ^ bias))
-                o[ow] = _rdiv_pow2(s, 2) ^ bias
+                s = (np.int64(src[a + i] ^ bias) + np.int64(src[a + i + U(1)] ^ bias)
+                     + np.int64(src[b + i] ^ bias) + np.int64(src[b + i + U(1)] ^ bias))
+                dst[o + ow] = _rdiv_pow2(s, 2) ^ bias
         else:
             for ow in range(U(start)):
                 i = U(2) * ow
-                s = (np.int64(a[i] ^ bias) + np.int64(a[i + U(1)] ^ bias)
-                     + np.int64(b[i] ^ bias) + np.int64(b[i + U(1)] ^ bias)
-                     + np.int64(c[i] ^ bias) + np.int64(c[i + U(1)] ^ bias)
-                     + np.int64(d[i] ^ bias) + np.int64(d[i + U(1)] ^ bias))
-                o[ow] = _rdiv_pow2(s, 3) ^ bias
+                s = (np.int64(src[a + i] ^ bias) + np.int64(src[a + i + U(1)] ^ bias)
+                     + np.int64(src[b + i] ^ bias) + np.int64(src[b + i + U(1)] ^ bias)
+                     + np.int64(src[c + i] ^ bias) + np.int64(src[c + i + U(1)] ^ bias)
+                     + np.int64(src[d + i] ^ bias) + np.int64(src[d + i + U(1)] ^ bias))
+                dst[o + ow] = _rdiv_pow2(s, 3) ^ bias
     if start == W:
         return
     # the general windows: sums in the accumulator row (its narrow type is exact for them)
@@ -211,21 +211,21 @@ def _row_fmean(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, si
     if start:
         tmp[0] = 2 * R
         dv = tmp[0]
-        a, b, c, d = _fast_rows(src, rows, R, start)
-        o = dst[d0: d0 + start]
+        a, b, c, d = _fast_rows(rows, R)
+        o = U(d0)
         if R == 1:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = (zero + a[i] + a[i + U(1)]) / dv
+                dst[o + ow] = (zero + src[a + i] + src[a + i + U(1)]) / dv
         elif R == 2:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = (zero + a[i] + a[i + U(1)] + b[i] + b[i + U(1)]) / dv
+                dst[o + ow] = (zero + src[a + i] + src[a + i + U(1)] + src[b + i] + src[b + i + U(1)]) / dv
         else:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = (zero + a[i] + a[i + U(1)] + b[i] + b[i + U(1)]
-                         + c[i] + c[i + U(1)] + d[i] + d[i + U(1)]) / dv
+                dst[o + ow] = (zero + src[a + i] + src[a + i + U(1)] + src[b + i] + src[b + i + U(1)]
+                         + src[c + i] + src[c + i + U(1)] + src[d + i] + src[d + i + U(1)]) / dv
     if start == W:
         return
     n = (W - start) * C
@@ -284,20 +284,20 @@ _row_maxk, _row_mink = _make_row_extreme(False, True), _make_row_extreme(True, T
 def _row_mode(src, rows, R, Ws, W, C, fw, dst, d0, acc, wb, bias, use_float, signed, tmp):
     start = _full(R, Ws, W, C, fw)
     if start:
-        a, b, c, d = _fast_rows(src, rows, R, start)
-        o = dst[d0: d0 + start]
+        a, b, c, d = _fast_rows(rows, R)
+        o = U(d0)
         if R == 1:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = _smaller(a[i], a[i + U(1)], bias)            # of two values: the smaller
+                dst[o + ow] = _smaller(src[a + i], src[a + i + U(1)], bias)            # of two values: the smaller
         elif R == 2:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = _mode4(a[i], a[i + U(1)], b[i], b[i + U(1)], bias)
+                dst[o + ow] = _mode4(src[a + i], src[a + i + U(1)], src[b + i], src[b + i + U(1)], bias)
         else:
             for ow in range(U(start)):
                 i = U(2) * ow
-                o[ow] = _mode8(a[i], a[i + U(1)], b[i], b[i + U(1)], c[i], c[i + U(1)], d[i], d[i + U(1)], bias)
+                dst[o + ow] = _mode8(src[a + i], src[a + i + U(1)], src[b + i], src[b + i + U(1)], src[c + i], src[c + i + U(1)], src[d + i], src[d + i + U(1)], bias)
     for ow in range(start, W):
         nw = min(fw, Ws - ow * fw)
         for k in range(C):
