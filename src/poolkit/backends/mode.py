@@ -62,7 +62,8 @@ def _unsigned(x: np.ndarray):
 def _empty_bits(dtype) -> np.generic:
     """:func:`EMPTY` as the unsigned integer of the same bits."""
     dtype = np.dtype(dtype)
-    return np.array(EMPTY(dtype), dtype=dtype).view(f"u{dtype.itemsize}")[()]
+    u = np.dtype(f"u{dtype.itemsize}")
+    return u.type(np.array(EMPTY(dtype), dtype=dtype).view(u).item())
 
 
 def _tap_positions(axis):
@@ -178,7 +179,6 @@ class _Numba:
 
 
 reference, img2col, numba = _Reference(), _Img2col(), _Numba()
-_BY_NAME = {"reference": reference, "img2col": img2col, "numba": numba}
 
 
 def mode_forward(x: np.ndarray, plan: Plan, skip: Optional[np.ndarray] = None, backend: str = "auto") -> np.ndarray:
@@ -190,8 +190,10 @@ def mode_forward(x: np.ndarray, plan: Plan, skip: Optional[np.ndarray] = None, b
     """
     from . import get_backend
 
-    if backend in ("reference", "img2col"):
-        return _BY_NAME[backend].mode_forward(x, plan, skip)
+    if backend == "reference":
+        return reference.mode_forward(x, plan, skip)
+    if backend == "img2col":
+        return img2col.mode_forward(x, plan, skip)
     served = get_backend(backend)
     try:
         return _jit.call(numba.mode_forward, (x, plan, skip), served.wait)

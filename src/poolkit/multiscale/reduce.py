@@ -4,6 +4,17 @@
 per region task): it computes ``k`` successive levels of one block, each from the previous one.
 A block is either the whole array or a piece of it whose start is a multiple of every factor of
 its levels, so windows cut by the block's end are the array's own edge windows.
+
+Two paths give the same bits:
+
+* the compiled one (:mod:`poolkit.backends.numba.pyramid`): consecutive levels of one method
+  in one pass over the block, each input element read once, every level written straight into
+  one output buffer (the levels are views of it); the scratch is a few rows per thread. Used
+  for bool, integers up to 64 bits, float32 and float64, with at most three pooled axes.
+* the NumPy one (:func:`reduce_once`, level by level; whole-array NumPy and the pooling
+  functions), which serves "nearest" (a strided copy), other dtypes, and every call whose
+  kernel is not compiled yet (the "auto" backend's policy: the kernel compiles in the
+  background meanwhile), in slabs of :data:`SLAB_BYTES` of input.
 """
 from __future__ import annotations
 
