@@ -285,3 +285,25 @@ def test_an_in_memory_pyramid_allocates_its_outputs_and_little_else(dtype, metho
     outputs = sum(a.nbytes for a in out[1:])
     # NumPy's allocations are traced (Numba's kernel scratch is a few rows, not traced)
     assert peak <= outputs + 2**20, (peak, outputs)
+
+
+def test_served_by_numpy_while_its_kernel_compiles(monkeypatch):
+    # A kernel not compiled yet (NotCompiled, the "auto" backend in the background mode): the
+    # NumPy path serves the call, counted in the backend's fallbacks, with the same bits.
+    from poolkit.backends import get_backend
+    from poolkit.backends.numba import jit as _jit
+    from poolkit.backends.numba.pyramid import KERNELS, MODE
+
+    x = np.random.default_rng(1).integers(-3, 4, (40, 37)).astype(np.int16)
+    spec = Spec((2, 2), "mode", "partial")
+    compiled = R.reduce_levels(x, [spec] * 3)
+
+    def not_compiled(*args):
+        raise _jit.NotCompiled(KERNELS[MODE].body, ())
+
+    monkeypatch.setattr(R, "_canonical_levels", not_compiled)
+    auto = get_backend("auto")
+    before = auto.fallbacks
+    served = R.reduce_levels(x, [spec] * 3)
+    assert auto.fallbacks == before + 1
+    assert [a.tobytes() for a in served] == [a.tobytes() for a in compiled]
