@@ -215,6 +215,8 @@ def _stages(shapes: List[Tuple[int, ...]], b: int, threads: int) -> List[Tuple[i
         last = first
         while last < L and b * shapes[last + 1][0] * shapes[last + 1][1] >= 4 * threads:
             last += 1
+        if last == first and b * shapes[first][0] * shapes[first][1] < 4 * threads:
+            last = L                               # the rest is small: one pass for all of it
         out.append((first, last))
         first = last + 1
     return out

@@ -354,7 +354,7 @@ def _levels_template(OP):
             nwin = max(nwin, geo[l, 4] * geo[l, 5] * geo[l, 6])
         rows = np.empty(nrows, dtype=np.int64)
         acc = np.empty(2 * nacc if OP == MEAN64 else nacc, dtype=acc_proto.dtype)
-        wb = np.empty(max(nwin, 8), dtype=x.dtype)
+        wb = np.empty(nwin if OP == MODE else 1, dtype=x.dtype)      # one window's values: modes only
         tmp = np.empty(1, dtype=buf.dtype)
         cd = np.empty(L + 1, dtype=np.int64)
         ch = np.empty(L + 1, dtype=np.int64)
