@@ -377,6 +377,11 @@ def reduce_levels(block: np.ndarray, steps: Sequence[Spec], threads: int = 1) ->
     whose cache lacks it) the NumPy path serves the call, one level at a time in slabs of
     about ``SLAB_BYTES`` of input, with the same bits.
 
+    The kernels read C-contiguous blocks. Others are copied first, except Fortran-ordered
+    integer ones (pooled through their transpose: integer results do not depend on the
+    order of the taps); unpooled axes between pooled ones (``(Z, C, Y, X)`` pooled on Z, Y,
+    X) are pooled one plane of theirs at a time, each plane copied.
+
     Parameters
     ----------
     block : ndarray
