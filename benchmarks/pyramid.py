@@ -1,4 +1,4 @@
-"""Multiscale pyramids: poolkit against dask.array.coarsen, xarray, scikit-image, xarray-multiscale, ngff-zarr.
+"""Multiscale pyramids: poolkit against tinybrain, dask.array.coarsen, xarray, scikit-image, xarray-multiscale, ngff-zarr.
 
 Usage::
 
@@ -6,6 +6,7 @@ Usage::
     python benchmarks/pyramid.py --quick          # small sizes, a smoke run; writes bench-out/pyramid-quick.md
     python benchmarks/pyramid.py --threads 1 --repeat 3 --out my.md
     python benchmarks/pyramid.py --on-disk [--quick]   # Zarr -> OME-Zarr on disk: see pyramid_disk.py
+    python benchmarks/pyramid.py --side-by-side   # issue 22: the pyramid kernels against tinybrain
 
 Cases: a 2-D 16384 x 16384 uint16 and float32 image (mean pyramid) and a 3-D
 512**3 uint8 label volume (mode pyramid); ``--quick``: 2048**2 and 64**3. Each
@@ -15,6 +16,11 @@ dtype (integer means rounded half to even), so the sizes, all powers of two,
 leave no edge windows and every contender computes the same thing. Results
 are checked against poolkit's: "equal" is exact equality, or for float32 the
 largest relative difference when it is not 0.
+
+``--side-by-side``: issue 22's cases (KERNEL_CASES: 8192**2 uint8/uint16/float32 means, 512**3
+uint16 mean, 8192**2 uint8 and 512**3 uint8/uint64 label modes), poolkit at 1 thread and at
+``--threads`` against tinybrain, interleaved round by round in one process, and each one's peak
+memory in a fresh process; writes benchmarks/results/pyramid-kernels.md.
 
 Settings, each timed in a fresh subprocess (so peak RSS is that run's):
 
@@ -52,8 +58,19 @@ CASES = {
     "2d-float32": ((16384, 16384), (2048, 2048), "float32", "mean", 1024, 256),
     "3d-labels-uint8": ((512, 512, 512), (64, 64, 64), "uint8", "mode", 128, 32),
 }
+# Issue 22's cases (in memory only; tinybrain's home ground): poolkit's kernels against tinybrain.
+KERNEL_CASES = {
+    "8k-uint8-mean": ((8192, 8192), (1024, 1024), "uint8", "mean", 1024, 256),
+    "8k-uint16-mean": ((8192, 8192), (1024, 1024), "uint16", "mean", 1024, 256),
+    "8k-float32-mean": ((8192, 8192), (1024, 1024), "float32", "mean", 1024, 256),
+    "512-uint16-mean": ((512, 512, 512), (64, 64, 64), "uint16", "mean", 128, 32),
+    "8k-uint8-mode": ((8192, 8192), (1024, 1024), "uint8", "mode", 1024, 256),
+    "512-uint8-mode": ((512, 512, 512), (64, 64, 64), "uint8", "mode", 128, 32),
+    "512-uint64-mode": ((512, 512, 512), (64, 64, 64), "uint64", "mode", 128, 32),
+}
+CASES.update(KERNEL_CASES)
 CONTENDERS = {
-    "memory": ["poolkit", "skimage.block_reduce", "xarray.coarsen", "xarray-multiscale"],
+    "memory": ["poolkit", "tinybrain", "skimage.block_reduce", "xarray.coarsen", "xarray-multiscale"],
     "dask": ["poolkit", "dask.coarsen", "ngff-zarr"],
     "zarr": ["copy", "poolkit", "dask.coarsen"],
 }
@@ -63,16 +80,29 @@ CONTENDERS = {
 # inputs and the shared semantics
 # --------------------------------------------------------------------------- #
 def make_input(case: str, quick: bool) -> np.ndarray:
+    """The case's input, filled slab by slab (no temporary the size of the input)."""
     shape, qshape, dtype, method, _, _ = CASES[case]
     shape = qshape if quick else shape
     rng = np.random.default_rng(0)
+    x = np.empty(shape, dtype=dtype)
     if method == "mode":
-        # Labels in blobs of 3**3, so windows hold few labels and ties happen at the blob borders.
+        # Labels in blobs of 3 per axis, so windows hold few labels and ties happen at the blob
+        # borders; 20 labels (uint64: 20 random 40-bit ids, as segmentations have).
         coarse = rng.integers(0, 20, tuple(-(-n // 3) for n in shape), dtype=np.uint8)
-        return np.ascontiguousarray(coarse.repeat(3, 0).repeat(3, 1).repeat(3, 2)[:shape[0], :shape[1], :shape[2]])
-    if dtype == "uint16":
-        return rng.integers(0, 4096, shape, dtype=np.uint16)
-    return rng.standard_normal(shape, dtype=np.float32)
+        ids = rng.integers(0, 2**40, 20) if np.dtype(dtype).itemsize == 8 else np.arange(20)
+        coarse = ids.astype(dtype)[coarse]
+        rest = np.ix_(*[np.arange(n) // 3 for n in shape[1:]])
+        for i in range(shape[0]):
+            x[i] = coarse[(i // 3,) + rest]
+        return x
+    step = max(1, 2**20 // int(np.prod(shape[1:])))
+    for i in range(0, shape[0], step):
+        part = x[i:i + step]
+        if dtype == "float32":
+            part[...] = rng.standard_normal(part.shape, dtype=np.float32)
+        else:
+            part[...] = rng.integers(0, 256 if dtype == "uint8" else 4096, part.shape)
+    return x
 
 
 def n_levels(shape) -> int:
@@ -136,6 +166,8 @@ def run_memory(name: str, x: np.ndarray, method: str, levels: int):
             a = a.copy(data=cast_mean(a.values, x.dtype)) if method == "mean" else a
             out.append(a.values)
         return out, None
+    if name in ("tinybrain", "tinybrain-c"):
+        return tinybrain_levels(x, method, levels, name == "tinybrain-c"), None
     if name == "xarray-multiscale":
         from xarray_multiscale import multiscale, reducers
 
@@ -143,6 +175,37 @@ def run_memory(name: str, x: np.ndarray, method: str, levels: int):
         pyr = multiscale(x, red, 2, preserve_dtype=True, chained=True)
         return [np.asarray(p.data) for p in pyr[1:levels + 1]], None
     raise KeyError(name)
+
+
+def tinybrain_levels(x: np.ndarray, method: str, levels: int, c_order: bool = False) -> list:
+    """tinybrain's k mips at once: means (2x2, 2x2x2 accumulation) or modes (2x2 COUNTLESS, 2x2x2 counting).
+
+    tinybrain works in Fortran order (x fastest). It gets ``x.T``, a Fortran-ordered view of the
+    same memory (no copy) whose windows are the same, and its levels come back transposed to
+    ours; with ``c_order`` it gets ``x`` itself, which it copies to Fortran order first (what a
+    call on a C-ordered image costs). Its rules differ from poolkit's, so its results differ in
+    places (see KERNEL_NOTES): the work, one read of the input and the same outputs, is the same.
+    """
+    import tinybrain
+
+    a, f = (x if c_order else x.T), (2,) * x.ndim
+    if method == "mode":
+        out = tinybrain.downsample_segmentation(a, f, num_mips=levels)
+    else:
+        out = tinybrain.downsample_with_averaging(a, f, num_mips=levels)
+    return [o if c_order else o.T for o in out[-levels:]]
+
+
+KERNEL_NOTES = """tinybrain's rules, read in its source (seung-lab/tinybrain, tinybrain/accelerated.hpp):
+means of several mips come from one accumulation of the input in a wider type (u8 -> u16,
+u16 -> u32), rendered by a right shift (rounding down), not from the previous level's rounded
+values; an odd edge is counted twice, not once; its 2x2 mode is COUNTLESS (a == b -> a, a == c
+-> a, b == c -> b, else d: a tie or four distinct labels give a position, not the smallest), its
+2x2x2 mode takes a uniform top or bottom quad at once, then the first value counted 4 times or
+the first of the largest counts. poolkit: each level is the previous one's exact mean rounded
+half to even, partial edge windows over their valid elements, modes with ties to the smallest.
+So "equal" shows the share of outputs that agree; the work (one read of the input, the same
+outputs) is the same."""
 
 
 def dask_levels(name: str, xd, method: str, levels: int):
@@ -276,11 +339,165 @@ def compare(out, x: np.ndarray, method: str, levels: int):
 
 
 # --------------------------------------------------------------------------- #
+# issue 22: poolkit's pyramid kernels against tinybrain, side by side in one process
+# --------------------------------------------------------------------------- #
+SIDE = ["poolkit-1", "poolkit-n", "tinybrain", "tinybrain-c"]
+
+
+def side_levels(name: str, x: np.ndarray, method: str, levels: int, threads: int) -> list:
+    import poolkit
+
+    if name.startswith("poolkit"):
+        with poolkit.threads(1 if name == "poolkit-1" else threads):
+            return poolkit.pyramid(x, levels, method=method)[1:]
+    return tinybrain_levels(x, method, levels, name == "tinybrain-c")
+
+
+def side_by_side(case: str, quick: bool, threads: int, rounds: int) -> dict:
+    """Seconds of each of SIDE on one case, interleaved round by round in this process."""
+    import poolkit
+
+    x = make_input(case, quick)
+    method = CASES[case][3]
+    levels = n_levels(x.shape)
+    names = [n for n in SIDE if n.startswith("poolkit") or importable("tinybrain")]
+    times: Dict[str, List[float]] = {n: [] for n in names}
+    equal = {}
+    for name in names:                                # untimed: compiles, first touches
+        out = side_levels(name, x, method, levels, threads)
+        poolkit.wait_for_kernels()
+        if name.startswith("tinybrain"):
+            want = poolkit.pyramid(x, levels, method=method)[1:]
+            equal[name] = [float(np.mean(np.asarray(o) == w)) for o, w in zip(out, want)]
+        del out
+    for _ in range(rounds):
+        for name in names:
+            t0 = time.perf_counter()
+            out = side_levels(name, x, method, levels, threads)
+            times[name].append(time.perf_counter() - t0)
+            del out
+    return {"case": case, "shape": list(x.shape), "dtype": str(x.dtype), "method": method, "levels": levels,
+            "input_bytes": int(x.nbytes), "times": times, "equal": equal}
+
+
+def _status_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, from /proc/self/status (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its RSS now (Linux >= 4.0): True if it could."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory(name: str, case: str, quick: bool, threads: int) -> dict:
+    """In this (fresh) process: the peak RSS of one pyramid over the RSS before its input was made."""
+    import poolkit
+
+    shape, qshape, dtype, method, _, _ = CASES[case]
+    levels = n_levels(qshape if quick else shape)
+    # kernels (and their threaded drivers) compiled or loaded on a small input first
+    small = np.zeros(tuple(max(2**levels, n // 8) for n in (qshape if quick else shape)), dtype=dtype)
+    side_levels(name, small, method, levels, threads)
+    poolkit.wait_for_kernels()
+    del small
+    x = make_input(case, quick)
+    # Neither the imports and compiles nor making the input count: reset the peak once the
+    # input is there (without the reset, ru_maxrss keeps the larger earlier peaks).
+    reset = _reset_peak()
+    base = _status_bytes("VmRSS")
+    out = side_levels(name, x, method, levels, threads)
+    peak = _status_bytes("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # reported as the input plus the pyramid's own growth, the terms of the bound
+    return {"contender": name, "case": case, "peak_over_baseline": int(x.nbytes) + peak - base,
+            "input_bytes": int(x.nbytes), "output_bytes": int(sum(np.asarray(o).nbytes for o in out)),
+            "reset": reset}
+
+
+def kernel_table(records: List[dict], mem: Dict[Tuple[str, str], dict], args) -> str:
+    import platform
+
+    n = args.threads
+    lines = ["# Pyramid kernels against tinybrain (issue 22)" + (" (--quick)" if args.quick else ""), "",
+             f"`python benchmarks/pyramid.py --side-by-side{' --quick' if args.quick else ''} --threads {n} "
+             f"--repeat {args.repeat or 5}`, {platform.machine()}, {os.cpu_count()} CPUs, Python "
+             f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. In memory; "
+             f"the contenders interleaved round by round in one process; milliseconds, best of the rounds "
+             f"(median in brackets). Generated: do not edit.", "",
+             f"| case | poolkit, 1 thread | poolkit, {n} threads | tinybrain | tinybrain / poolkit (1 thread) "
+             f"| tinybrain, C-ordered input | equal to poolkit | poolkit peak memory | bound: input + outputs + 64 MiB "
+             f"| tinybrain peak memory |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+
+    def ms(ts):
+        def one(t):
+            return f"{1e3 * t:,.0f}" if t >= 0.1 else f"{1e3 * t:.3g}"
+        return f"{one(min(ts))} ({one(float(np.median(ts)))})" if ts else "–"
+
+    for r in records:
+        t = r["times"]
+        ratio = f"{min(t['tinybrain']) / min(t['poolkit-1']):.2f}x" if t.get("tinybrain") else "–"
+        eq = ", ".join(f"{e:.0%}" for e in r["equal"].get("tinybrain", [])) or "–"
+        pm, tm = mem.get(("poolkit-n", r["case"])), mem.get(("tinybrain", r["case"]))
+        bound = (pm["input_bytes"] + pm["output_bytes"] + 64 * 2**20) if pm else None
+        lines.append(f"| {r['case']}: {'x'.join(map(str, r['shape']))} {r['dtype']} {r['method']}, {r['levels']} levels "
+                     f"| {ms(t['poolkit-1'])} | {ms(t['poolkit-n'])} | {ms(t.get('tinybrain', []))} | {ratio} "
+                     f"| {ms(t.get('tinybrain-c', []))} | {eq} "
+                     f"| {fmt_bytes(pm['peak_over_baseline']) if pm else '–'} | {fmt_bytes(bound) if bound else '–'} "
+                     f"| {fmt_bytes(tm['peak_over_baseline']) if tm else '–'} |")
+    lines += ["", "`tinybrain`: called on `x.T`, a Fortran-ordered view of the same memory (tinybrain works in "
+              "Fortran order; no copy, the same windows); `tinybrain, C-ordered input`: called on `x` itself, "
+              "which it first copies to Fortran order. Peak memory: the input plus the growth of a fresh "
+              f"process's RSS over one pyramid ({n} threads): its peak RSS (reset once the input is made) "
+              "less its RSS then. "
+              "`equal to poolkit`: share of equal outputs per level.", "", KERNEL_NOTES, ""]
+    return "\n".join(lines)
+
+
+def run_side_by_side(args) -> int:
+    cases = [c for c in args.cases if c in KERNEL_CASES] or list(KERNEL_CASES)
+    env = dict(os.environ, POOLKIT_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    records, mem = [], {}
+    for case in cases:
+        rec = side_by_side(case, args.quick, args.threads, args.repeat or 5)
+        records.append(rec)
+        print(f"{case}: " + ", ".join(f"{k} {1e3 * min(v):.0f} ms" for k, v in rec["times"].items()), file=sys.stderr)
+        for name in ("poolkit-n", "tinybrain"):
+            if name == "tinybrain" and not importable("tinybrain"):
+                continue
+            cmd = [sys.executable, __file__, "--_mem", name, case, "--threads", str(args.threads)] + \
+                (["--quick"] if args.quick else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode == 0:
+                mem[(name, case)] = json.loads(proc.stdout.strip().splitlines()[-1])
+            else:
+                print(f"{case} {name} memory: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+    text = kernel_table(records, mem, args)
+    out = args.out or (os.path.join(HERE, "results", "pyramid-kernels.md") if not args.quick else
+                       os.path.join(os.path.dirname(HERE), "bench-out", "pyramid-kernels-quick.md"))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(text)
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- #
 # the driver
 # --------------------------------------------------------------------------- #
 def importable(name: str) -> bool:
     module = {"skimage.block_reduce": "skimage", "xarray.coarsen": "xarray", "xarray-multiscale": "xarray_multiscale",
-              "ngff-zarr": "ngff_zarr"}.get(name)
+              "ngff-zarr": "ngff_zarr", "tinybrain": "tinybrain", "tinybrain-c": "tinybrain"}.get(name)
     if module is None:
         return True
     try:
@@ -327,7 +544,9 @@ def table(records: List[dict], args) -> str:
               "`zarr`/`copy`: read the input and write it once, the yardstick of the disk-to-disk goal. "
               "`equal`: True, `~ (e)` for float sums in another order (largest difference over the level's "
               "largest magnitude), or the share of integers that differ: xarray-multiscale casts integer means "
-              "by truncation and breaks mode ties its own way; ngff-zarr's bin shrink rounds its own way.", ""]
+              "by truncation and breaks mode ties its own way; ngff-zarr's bin shrink rounds its own way; "
+              "tinybrain rounds means down from one accumulation of the input and breaks mode ties by "
+              "position (`--side-by-side` has the details).", ""]
     return "\n".join(lines)
 
 
@@ -342,20 +561,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of seconds")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads per contender")
     parser.add_argument("--repeat", type=int, default=None, help="timed runs per contender, best kept")
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES),
+                        default=[c for c in CASES if c not in KERNEL_CASES])
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="issue 22's cases: poolkit's kernels (1 and --threads threads) against tinybrain, "
+                             "interleaved in one process, and peak memory; writes results/pyramid-kernels.md")
     parser.add_argument("--settings", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS))
     parser.add_argument("--out", default=None, help="Markdown file (default: results/pyramid.md, "
                                                     "or bench-out/pyramid-quick.md with --quick)")
     parser.add_argument("--_one", nargs=3, metavar=("SETTING", "CONTENDER", "CASE"), help=argparse.SUPPRESS)
+    parser.add_argument("--_mem", nargs=2, metavar=("CONTENDER", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
     if args._one:
         print(json.dumps(run_one(*args._one, quick=args.quick, threads=args.threads, repeat=repeat)))
         return 0
+    if args._mem:
+        print(json.dumps(peak_memory(*args._mem, quick=args.quick, threads=args.threads)))
+        return 0
+    if args.side_by_side:
+        return run_side_by_side(args)
     env = dict(os.environ, POOLKIT_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     records = []
     for case in args.cases:
         for setting in args.settings:
+            if case in KERNEL_CASES and setting != "memory":
+                continue                          # issue 22's cases are in-memory ones
             for name in CONTENDERS[setting]:
                 if not importable(name):
                     print(f"{case} {setting} {name}: not installed, skipped", file=sys.stderr)
