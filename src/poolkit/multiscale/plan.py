@@ -46,10 +46,12 @@ class MemoryTooSmall(ValueError):
 def kernel_scratch(block_shape: Sequence[int], dtype, steps: Sequence[Spec]) -> int:
     """Bytes ``reduce_levels(block, steps)`` allocates beyond its block and results (an upper bound).
 
-    Measured with tracemalloc on today's kernels (multiscale/reduce.py): integer means convert
-    the block to float32 and keep int64 sums (9x an 8-bit block, 4.5x a 16-bit one, 3.5x wider
-    ones); float means, max, min and nearest about a third of the block; mode sorts windows in
-    batches of 2**20 with int64 bookkeeping, about 45 bytes per element of the batch.
+    The bound is that of reduce_levels' NumPy path, which serves the calls whose kernel is not
+    compiled yet (measured with tracemalloc): integer means convert the block to float32 and keep
+    int64 sums (9x an 8-bit block, 4.5x a 16-bit one, 3.5x wider ones); float means, max, min and
+    nearest about a third of the block; mode sorts windows in batches of 2**20 with int64
+    bookkeeping, about 45 bytes per element of the batch. The compiled kernels need a few rows
+    per thread beyond their outputs.
     tests/test_region_plan.py checks the bound against tracemalloc, so a kernel that needs
     more fails there.
     """
