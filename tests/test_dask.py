@@ -357,6 +357,36 @@ def test_one_thread_per_task_unless_configured():
     assert seen[:8] == [1] * 8 and seen[8:] == [top] * 8
 
 
+def test_per_plane_work_follows_the_same_thread_policy():
+    # Fractional and unpooling tasks (whole planes) run on the one lazy engine: one thread per task,
+    # or dask.config's "poolkit.threads" (fractional pooling used to pin one thread whatever was set).
+    from poolkit.engine import eager
+
+    seen = []
+    original = eager.window_argmax
+
+    def spy(*args, **kwargs):
+        seen.append(poolkit.get_num_threads())
+        return original(*args, **kwargs)
+
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    d = da.from_array(x, chunks=(1, 3, 4, 4))
+    top = min(2, __import__("numba").config.NUMBA_NUM_THREADS)
+    eager.window_argmax = spy
+    try:
+        poolkit.fractional_max_pool2d(d, 2, 3, rng=0, backend="img2col").compute(scheduler="threads")
+        with dask.config.set({"poolkit.threads": top}):
+            lazy = poolkit.fractional_max_pool2d(d, 2, 3, rng=0, backend="img2col")
+        lazy.compute(scheduler="threads")
+    finally:
+        eager.window_argmax = original
+    assert seen == [1, 1] + [top, top]                      # one task per batch chunk, each time
+    with dask.config.set({"poolkit.threads": 0}):
+        y, idx = poolkit.max_pool2d(x, 2, return_indices=True)
+        with pytest.raises(ValueError, match="`poolkit.threads` must be an int from 1 to"):
+            poolkit.max_unpool2d(da.from_array(y, chunks=1), idx, 2)
+
+
 def test_bad_thread_setting():
     d = da.ones((1, 1, 4, 4), chunks=2)
     with dask.config.set({"poolkit.threads": 0}):

@@ -5,11 +5,12 @@
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..core.args import is_int      # poolkit's one "an int but not a bool"
 
 __all__ = ["Spec", "METHODS", "EDGES", "level_shapes", "normalize", "check_levels", "default_levels"]
 
@@ -47,10 +48,6 @@ class Spec:
 # --------------------------------------------------------------------------- #
 # validation
 # --------------------------------------------------------------------------- #
-def is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
 def _check_dtype(dtype: np.dtype, method: str) -> None:
     name = str(dtype)
     if dtype.kind not in "biuf" and name != "bfloat16":
