@@ -34,7 +34,7 @@ name of its contract function and ``kernels`` the module that holds its
 
     MODE = register(Reduction("mode", "mode", order=0, divides=False, empty_nan=False,
                               floats=False, integers=EXACT, saved=NOTHING,
-                              forward="mode_forward", backward=None, kernels="poolkit.backends.mode"))
+                              forward="mode_forward", kernels="poolkit.backends.mode"))
 
 Examples
 --------
@@ -107,8 +107,8 @@ class Reduction:
     saved : str
         What forward keeps for backward: :data:`WINNERS`, :data:`DIVISORS`, :data:`NOTHING`
         or :data:`COMPOSED`.
-    forward, backward : str or None
-        The backend-contract functions that run it (:mod:`poolkit.backends`); None: it has
+    forward, backward : str
+        The backend-contract functions that run it (:mod:`poolkit.backends`); "": it has
         none (composed of others, or no gradient).
     kernel : int or None
         The compile-time variant of the shared Numba kernels (:data:`KERNEL_MAX`, ...);
@@ -129,8 +129,8 @@ class Reduction:
     floats: bool = True
     integers: str = REFUSED
     saved: str = NOTHING
-    forward: Optional[str] = None
-    backward: Optional[str] = None
+    forward: str = ""
+    backward: str = ""
     kernel: Optional[int] = None
     kernels: Optional[str] = None
     torch3d_rule: bool = False

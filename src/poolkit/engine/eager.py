@@ -10,14 +10,14 @@ and which backend function runs it come from its record
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple, cast
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
 from ..backends.fractional import window_argmax
-from ..core.layout import float_policy
+from ..core.layout import dtype_policy
 from ..core.plan import divs_dtype, offsets_to_indices
-from ..core.reductions import DIVISORS, NOTHING, WINNERS
+from ..core.reductions import AVG, DIVISORS, NOTHING, WINNERS
 from .prepare import Prepared, Scatter, check_grad
 
 __all__ = ["Context", "run_forward", "run_backward", "finish_forward", "empty_windows", "run_fractional",
@@ -57,25 +57,25 @@ class Context:
             return s.nbytes
         return sum(a.nbytes for a in s)
 
-    def _expected(self):
-        """``(what, shape, dtype)`` of each array the reduction keeps for this call."""
-        p = self.prepared
-        plan, kind = p.plan, p.reduction.saved
-        if kind == WINNERS:
-            return [("winning-tap offsets", plan.out_shape, plan.off_dtype)]
-        if kind == DIVISORS and self.ignoring:
-            return [("divisors", plan.out_shape, divs_dtype(p.policy.compute)),
-                    ("mask of ignored elements", plan.in_shape, np.dtype(bool))]
-        return []
-
     def check_saved(self) -> None:
-        """Raise ValueError unless ``saved`` has the shapes and dtypes its forward call made.
+        """Raise ValueError unless ``saved`` has the shapes and dtypes its forward call made (what the
+        reduction's record says it keeps).
 
         Runs before any backward kernel (the kernels index with the saved values);
         the values themselves are checked by the kernels.
         """
-        expected = self._expected()
-        name = self.prepared.reduction.name
+        if self.offsets_sealed:
+            return                  # the very array forward made, read-only: its shape and dtype are forward's
+        p = self.prepared
+        plan = p.plan
+        kind, name = plan.reduction.saved, plan.reduction.name
+        if kind == WINNERS:
+            expected = [("winning-tap offsets", plan.out_shape, plan.off_dtype)]
+        elif kind == DIVISORS and self.ignoring:
+            expected = [("divisors", plan.out_shape, divs_dtype(p.policy.compute)),
+                        ("mask of ignored elements", plan.in_shape, np.dtype(bool))]
+        else:
+            expected = []
         arrays = [] if self.saved is None else [self.saved] if isinstance(self.saved, np.ndarray) \
             else list(self.saved) if isinstance(self.saved, tuple) else [self.saved]
         if len(arrays) != len(expected):
@@ -106,7 +106,8 @@ def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None
     ``mask`` (from :func:`~poolkit.engine.prepare.check_mask`, or None): False elements are left
     out of their windows.
     """
-    plan, red = p.plan, p.reduction
+    plan = p.plan
+    red = plan.reduction
     x5 = p.layout.to_canonical(x)
     saved: Any                        # offsets (max, min), None or (divisors, ignored) (sums)
     if x5.dtype != p.policy.compute:    # float16/bfloat16 -> float32, bool -> uint8, integer sums -> exact type
@@ -119,9 +120,9 @@ def run_forward(p: Prepared, x: np.ndarray, *, mask: Optional[np.ndarray] = None
         out5 = np.zeros(plan.out_shape, dtype=x5.dtype)
         saved = _empty_saved(p, x5.dtype, ignoring)
     elif red.saved == NOTHING:                     # a reduction that keeps nothing returns its output alone
-        out5, saved = getattr(p.backend, cast(str, red.forward))(x5, plan, skip), None
+        out5, saved = getattr(p.backend, red.forward)(x5, plan, skip), None
     else:
-        out5, saved = getattr(p.backend, cast(str, red.forward))(x5, plan, skip)
+        out5, saved = getattr(p.backend, red.forward)(x5, plan, skip)
     y = p.out_layout.from_canonical(out5, p.out_sizes)
     if p.policy.converts:
         y = y.astype(p.policy.result)
@@ -164,13 +165,13 @@ def empty_windows(ctx: Context) -> np.ndarray:
 def run_backward(ctx: Context, grad_output, name: str = "grad_output") -> np.ndarray:
     """Gradient with respect to the input of the forward call that made ``ctx``."""
     p = ctx.prepared
-    red = p.reduction
+    red = p.plan.reduction
     g = check_grad(grad_output, p.out_shape, p.policy.result, name)
     backward = red.backward
-    if backward is None:
+    if not backward:
         raise TypeError(f"{red.title} pooling has no gradient.")
     ctx.check_saved()
-    gpol = float_policy(g.dtype)                 # float16/bfloat16 gradients compute in float32
+    gpol = dtype_policy(g.dtype, AVG)            # float16/bfloat16 gradients compute in float32 (float_policy)
     g5 = p.out_layout.to_canonical(g)
     if gpol.converts:
         g5 = g5.astype(gpol.compute)

@@ -4,7 +4,8 @@ Dask arrays
 -----------
 Every forward pooling function (strided 1-D/2-D/3-D and N-d ``axes=``, adaptive,
 global, ``max_unpool*``, fractional max and spatial pyramid pooling) accepts a
-``dask.array.Array`` and returns a lazy Dask array; nothing is computed until you call ``.compute()`` (or store the result).
+``dask.array.Array`` and returns a lazy Dask array; nothing is computed until
+you call ``.compute()`` (or store the result).
 Values, dtypes and ``return_indices`` -- flat positions within the *whole*
 input plane, not within a chunk -- are identical to those of the same call on
 ``np.asarray(x)``, for any chunking (``pip install 'poolkit[dask]'``)::

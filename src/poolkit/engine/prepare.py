@@ -11,6 +11,7 @@ input shape, so that a training loop pays for the validation once.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Optional, Protocol, Sequence, Tuple
@@ -91,10 +92,16 @@ class Prepared:
     def reduction(self) -> Reduction:
         return self.plan.reduction
 
-    @property
+    @functools.cached_property
     def backend(self) -> Any:
-        """The object whose contract functions run this call's reduction on its backend."""
+        """The object whose contract functions run this call's reduction on its backend (found once)."""
         return _backends.implementation(self.backend_name, self.plan.reduction)
+
+    def __getstate__(self) -> dict:
+        # Pickled and copied with the backend by name (a module cannot be pickled); found again on demand.
+        state = dict(self.__dict__)
+        state.pop("backend", None)
+        return state
 
     @property
     def in_sizes(self):

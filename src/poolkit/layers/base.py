@@ -99,8 +99,7 @@ class Layer:
         self._forwarded = True
         return y
 
-    def __call__(self, x: ArrayLike, train: bool = True, **options):
-        return self.forward(x, train, **options)
+    __call__ = forward
 
     def backward(self, grad_output: ArrayLike) -> np.ndarray:
         """Gradient with respect to the input of the last forward, which must have had ``train=True``.

@@ -19,9 +19,11 @@ from ..core.args import as_bool, check_divisor_override
 from ..core.geometry import PoolSpec, normalize_output_size
 from ..core.reductions import AVG, MAX, MIN, SUM, Reduction
 from ..core.windows import AdaptiveWindows, StridedWindows
+from ..core.layout import is_dask_array
+from ..engine import eager, lazy
 from ..engine.eager import Context, run_backward
 from ..engine.prepare import Prepared, Windows, prepare, split_masked
-from ..functional.common import Ints, pool
+from ..functional.common import Ints
 from ..functional.fixed import layer_docs, fixed_layers
 from ..functional.lp import LpState, check_norm_type, lp_backward, lp_forward
 from .base import Layer
@@ -65,11 +67,14 @@ class _Prepared(Layer):
 
     def _run(self, x, keep: bool, *, mask=None) -> Tuple[Any, Any]:
         data, valid, masked = split_masked(x, mask)
-        y, idx, ctx = pool(self._prepare(data), data, valid, masked, self._ri, keep)
+        p = self._prepare(data)
+        if is_dask_array(data):          # as poolkit.functional.common.pool (one frame less: layers run hot)
+            y, idx, ctx = lazy.run_forward(p, data, mask=valid, return_indices=self._ri, keep=keep)
+        else:
+            y, idx, ctx = eager.finish_forward(p, data, valid, masked, self._ri, keep)
         return ((y, idx) if self._ri else y), ctx
 
-    def _grad(self, saved: Context, grad_output) -> np.ndarray:
-        return run_backward(saved, grad_output)
+    _grad = staticmethod(run_backward)          # run_backward(context, grad_output): no frame of its own
 
 
 class _StridedNd(_Prepared):

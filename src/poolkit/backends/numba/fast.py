@@ -32,7 +32,7 @@ dilation 1, ``(KH, KW, SW)`` is specialised, and ``nan_policy="propagate"``.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from numba import njit
@@ -449,8 +449,8 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
 
 
 _KERNELS: Dict[Tuple[int, int, int], Dict[str, Kernel]] = {}
-# The forward kernel of each variant (``Reduction.kernel``) in a kernel set.
-_FORWARD = {MAX: "max_forward", MIN: "min_forward", AVG: "avg_forward"}
+# The forward kernel of each variant (``Reduction.kernel``; a plan reaching here has one) in a kernel set.
+_FORWARD: Dict[Optional[int], str] = {MAX: "max_forward", MIN: "min_forward", AVG: "avg_forward"}
 
 
 def _setup(plan: Plan):
@@ -521,7 +521,7 @@ def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     red = plan.reduction
-    kernels[_FORWARD[red.variant]](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout),
+    kernels[_FORWARD[red.kernel]](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout),
                                   off.reshape(pout), th, tw, geo, _unit(x.dtype), plan.sentinel, red.padding(x.dtype))
     return out, off
 
