@@ -31,6 +31,8 @@ INT64_MAX = 2**63 - 1
 
 def is_int(v) -> bool:
     """An integer (Python or NumPy) that is not a bool: the one test every int argument goes through."""
+    if type(v) is int:                  # the common case first: the ABC check below is slow
+        return True
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 

@@ -11,10 +11,9 @@ input shape, so that a training loop pays for the validation once.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Optional, Protocol, Sequence, Tuple
+from typing import Any, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -23,7 +22,7 @@ from ..core.args import as_bool, check_divisor_override, check_int64_product, ch
 from ..core.geometry import Axis
 from ..core.layout import DtypePolicy, Layout, as_input_array, dtype_policy, is_dask_array, resolve_axes
 from ..core.plan import Plan, make_plan
-from ..core.reductions import MAX, Reduction
+from ..core.reductions import MAX, WIDENED, Reduction
 
 __all__ = ["Windows", "Prepared", "Scatter", "prepare", "prepare_scatter", "check_backend", "check_float_grad",
            "check_grad", "check_mask", "split_masked", "check_sizes"]
@@ -92,15 +91,18 @@ class Prepared:
     def reduction(self) -> Reduction:
         return self.plan.reduction
 
-    @functools.cached_property
+    @property
     def backend(self) -> Any:
         """The object whose contract functions run this call's reduction on its backend (found once)."""
-        return _backends.implementation(self.backend_name, self.plan.reduction)
+        impl = self.__dict__.get("_impl")
+        if impl is None:
+            impl = self.__dict__["_impl"] = _backends.implementation(self.backend_name, self.plan.reduction)
+        return impl
 
     def __getstate__(self) -> dict:
         # Pickled and copied with the backend by name (a module cannot be pickled); found again on demand.
         state = dict(self.__dict__)
-        state.pop("backend", None)
+        state.pop("_impl", None)
         return state
 
     @property
@@ -126,7 +128,8 @@ def prepare(reduction: Reduction, x: np.ndarray, rank: int, windows: Windows, *,
     win = windows(layout.sizes)
     # Offsets of the winning taps (and flat positions) are int64: the window and the result must fit.
     taps = check_int64_product([a.taps for a in win], "kernel_size", tuple(a.taps for a in win), "a window of taps")
-    policy = dtype_policy(x.dtype, reduction, taps)          # integer sums: the exact type for these windows
+    if reduction.integers == WIDENED:                        # integer sums: the exact type for these windows
+        policy = dtype_policy(x.dtype, reduction, taps)
     out_shape = layout.user_shape(tuple(a.out for a in win))
     # A bare callable of sizes (tests pass PoolSpec.axes) has no sizing argument: name the input then.
     name, value = getattr(windows, "sizing_argument", ("x", f"array of shape {tuple(x.shape)}"))
@@ -140,10 +143,9 @@ def prepare(reduction: Reduction, x: np.ndarray, rank: int, windows: Windows, *,
 # --------------------------------------------------------------------------- #
 # values sent to flat indices: max_unpool and the max backward functions
 # --------------------------------------------------------------------------- #
-@dataclass(frozen=True, eq=False)
-class Scatter:
+class Scatter(NamedTuple):
     """A validated scatter: ``values`` (of ``src``'s shape) sent to flat in-plane indices of an array of
-    ``dst``'s shape (the two differ only along the pooled axes)."""
+    ``dst``'s shape (the two differ only along the pooled axes).  A tuple: made on every call."""
 
     src: Layout
     dst: Layout
