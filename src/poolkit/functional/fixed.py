@@ -11,6 +11,7 @@ family's own text with the same fields (:func:`fields`).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import types
@@ -88,6 +89,22 @@ def layer_docs(what: str, fn: str, keeps: str, args: str, note: Callable[[int], 
     return doc
 
 
+@functools.lru_cache(maxsize=None)
+def _factory(head: Tuple[str, ...], pos: Tuple[str, ...], kwonly: Tuple[str, ...], n_bound: int) -> Callable:
+    """``_factory(impl, *bound)`` -> a function of ``head, *pos, *, *kwonly`` calling ``impl``; compiled once per
+    parameter list (most fixed-rank names share theirs).  A factory, so that the implementation and the bound
+    values are closure cells: the function can then live in its module's own globals (doctest finds a
+    module's functions by their globals)."""
+    free = ["_impl"] + [f"_bound{i}" for i in range(n_bound)]
+    names = list(head) + list(pos) + (["*"] + list(kwonly) if kwonly else [])
+    call = list(head) + free[1:] + list(pos) + [f"{k}={k}" for k in kwonly]
+    src = (f"def _factory({', '.join(free)}):\n    def _made({', '.join(names)}):\n"
+           f"        return _impl({', '.join(call)})\n    return _made\n")
+    scope: Dict[str, Any] = {}
+    exec(src, scope)                                                                    # noqa: S102
+    return scope["_factory"]
+
+
 def make_function(name: str, impl: Callable, params: Sequence[inspect.Parameter], *, head: Sequence[str] = (),
                   bound: Sequence[Any] = (), defaults: Optional[Dict[str, Any]] = None, module: str = __name__,
                   doc: Optional[str] = None) -> Callable:
@@ -99,17 +116,10 @@ def make_function(name: str, impl: Callable, params: Sequence[inspect.Parameter]
     defaults = defaults or {}
     pos = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
     kwonly = [p for p in params if p.kind is p.KEYWORD_ONLY]
-    names = list(head) + [p.name for p in pos] + (["*"] + [p.name for p in kwonly] if kwonly else [])
-    free = ["_impl"] + [f"_bound{i}" for i in range(len(bound))]
-    call = list(head) + free[1:] + [p.name for p in pos] + [f"{p.name}={p.name}" for p in kwonly]
-    # A factory, so that the implementation and the bound values are closure cells: the function can then
-    # live in the module's own globals (doctest finds a module's functions by their globals).
-    src = (f"def _factory({', '.join(free)}):\n    def {name}({', '.join(names)}):\n"
-           f"        return _impl({', '.join(call)})\n    return {name}\n")
-    scope: Dict[str, Any] = {}
-    exec(src, scope)                                                                    # noqa: S102
-    made = scope["_factory"](impl, *bound)
-    fn = types.FunctionType(made.__code__, sys.modules[module].__dict__, name, None, made.__closure__)
+    factory = _factory(tuple(head), tuple(p.name for p in pos), tuple(p.name for p in kwonly), len(bound))
+    made = factory(impl, *bound)
+    code = made.__code__.replace(co_name=name, co_qualname=name)     # tracebacks name the function
+    fn = types.FunctionType(code, sys.modules[module].__dict__, name, None, made.__closure__)
 
     def default(p):
         return defaults.get(p.name, p.default)
@@ -129,13 +139,14 @@ def nd_function(impl: Callable, name: str, doc: str, *, bound: Sequence[Any] = (
 
 
 def fixed_rank(impl: Callable, rank: int, name: str, doc: str, *, bound: Sequence[Any] = (),
-               drop: Sequence[str] = (), module: str = __name__) -> Callable:
+               drop: Sequence[str] = (), module: str = __name__,
+               signature: Optional[inspect.Signature] = None) -> Callable:
     """``name``, the ``rank``-D function of ``impl(rank, *bound, ...)``, with ``doc`` as its docstring.
 
     ``drop``: parameters PyTorch's fixed-rank name does not have (``avg_pool1d`` has no
     ``divisor_override``); the implementation's default is used for them.
     """
-    params = list(inspect.signature(impl).parameters.values())[1 + len(bound):]
+    params = list((signature or inspect.signature(impl)).parameters.values())[1 + len(bound):]
     params = [p for p in params if p.name not in drop]
     return make_function(name, impl, params, bound=(rank,) + tuple(bound),
                          defaults={"data_format": CHANNELS_FIRST[rank]}, module=module, doc=doc)
@@ -145,8 +156,9 @@ def fixed_ranks(impl: Callable, pattern: str, doc: Callable[[int], str], *, boun
                 drop: Callable[[int], Sequence[str]] = lambda rank: (), ranks: Sequence[int] = (1, 2, 3),
                 module: str = __name__) -> Tuple[Callable, ...]:
     """:func:`fixed_rank` for each of ``ranks``: names ``pattern.format(rank=...)``, docstrings ``doc(rank)``."""
-    return tuple(fixed_rank(impl, r, pattern.format(rank=r), doc(r), bound=bound, drop=drop(r), module=module)
-                 for r in ranks)
+    sig = inspect.signature(impl)                  # read once for the ranks
+    return tuple(fixed_rank(impl, r, pattern.format(rank=r), doc(r), bound=bound, drop=drop(r), module=module,
+                            signature=sig) for r in ranks)
 
 
 def fixed_layers(base: Type[T], pattern: str, doc: Callable[[int], str], *,

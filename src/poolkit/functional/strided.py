@@ -17,7 +17,6 @@ import numpy as np
 from ..core.args import as_bool, is_int
 from ..core.geometry import PoolSpec
 from ..core.reductions import AVG, MAX, MIN, SUM, Reduction
-from ..core.shape_text import AXIS, describe_shape
 from ..core.windows import StridedWindows
 from ..engine.prepare import Prepared, prepare, split_masked
 from .common import pool, rank_of
@@ -356,4 +355,5 @@ def output_shape(input_size, kernel_size, stride=None, padding=0, dilation=1, ce
     shape = spec.output_shape(sizes)
     if not explain:
         return shape
+    from ..core.shape_text import AXIS, describe_shape      # the words load only when asked for
     return shape, describe_shape(AXIS["en"], spec, sizes)
