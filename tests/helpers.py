@@ -1,5 +1,8 @@
 """Shared test utilities: random cases, PyTorch calls, brute-force references, comparisons.
 
+Nothing here needs an oracle: PyTorch lives in ``oracle.py`` (loaded when a test
+first uses it), so a missing torch skips only the tests that call it.
+
 Everything here is independent of poolkit's own geometry code on purpose: the
 output-size formula, the windows and the max/mean rules are written again from
 PyTorch's definitions, slowly and plainly, so that a bug in ``poolkit.core.geometry``
@@ -21,12 +24,8 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
-import pytest
 
 import poolkit
-
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
 
 BACKENDS = ("reference", "img2col", "numba", "auto")
 KERNEL_BACKENDS = ("reference", "img2col", "numba")      # "auto" is one of these
@@ -78,15 +77,6 @@ def to_last(x: np.ndarray, rank: int) -> np.ndarray:
 def to_first(y: np.ndarray, rank: int) -> np.ndarray:
     """Channels-last -> channels-first (a view)."""
     return np.moveaxis(y, -1, y.ndim - rank - 1)
-
-
-def t(x: np.ndarray):
-    """A torch tensor holding a contiguous copy of ``x`` (torch must never see poolkit's memory)."""
-    return torch.from_numpy(np.ascontiguousarray(x).copy())
-
-
-def n(tensor) -> np.ndarray:
-    return tensor.detach().numpy()
 
 
 # --------------------------------------------------------------------------- #
@@ -215,6 +205,7 @@ class Case(_Layouts):
         return self.pk_kwargs()
 
     def torch_fn(self):
+        from oracle import F
         return getattr(F, f"{self.op}_pool{self.rank}d")
 
     def pk_fn(self):
@@ -489,6 +480,7 @@ class AdaptiveCase(_Layouts):
         return getattr(poolkit, f"adaptive_{self.op}_pool{self.rank}d")
 
     def torch_fn(self):
+        from oracle import F
         return getattr(F, f"adaptive_{self.op}_pool{self.rank}d")
 
     def layer_cls(self):

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 import poolkit
-from poolkit.engine import eager as _core
+from poolkit.core.reductions import MAX
+from poolkit.engine import prepare as _core
 from poolkit import backends as B
+from poolkit.backends.numba import loops as numba_loops
 from helpers import (BACKENDS, FIRST, INTS, KERNEL_BACKENDS, LAST, RANKS, assert_close, assert_identical,
                      make_input, naive_pool, sample_adaptive_case, sample_case, to_last)
 
@@ -128,7 +130,7 @@ def test_backend_offsets_identical(rank, last):
     spec = poolkit.core.geometry.PoolSpec.from_args(rank, 2, 1, 1, 2, True)
     outs = {}
     for b in KERNEL_BACKENDS:
-        p = _core.prepare("max", x, rank, spec.axes, data_format=fmt, axes=None, backend=b)
+        p = _core.prepare(MAX, x, rank, spec.axes, data_format=fmt, axes=None, backend=b)
         x5 = p.layout.to_canonical(x)
         out, off = p.backend.max_forward(x5, p.plan)
         assert off.dtype == p.plan.off_dtype
@@ -177,7 +179,7 @@ THREAD_CASES = [
 
 @pytest.mark.parametrize("name, op, fmt, shape, kw", THREAD_CASES, ids=[c[0] for c in THREAD_CASES])
 def test_thread_count_does_not_change_results(name, op, fmt, shape, kw):
-    assert int(np.prod(shape)) >= B.numba_loops.PARALLEL_MIN_ELEMENTS
+    assert int(np.prod(shape)) >= numba_loops.PARALLEL_MIN_ELEMENTS
     rng = np.random.default_rng(11)
     x = make_input(rng, shape, np.float32, "ties")
     rank = len(fmt) - 2
@@ -213,7 +215,7 @@ def test_threads_context_restores_count():
 # --------------------------------------------------------------------------- #
 # the backend asked for is the one that runs
 # --------------------------------------------------------------------------- #
-_MODULES = {"reference": B.reference, "img2col": B.img2col, "numba": B.numba_loops}
+_MODULES = {"reference": B.reference, "img2col": B.img2col, "numba": numba_loops}
 _FUNCS = ("max_forward", "max_backward", "avg_forward", "avg_backward", "scatter")
 
 

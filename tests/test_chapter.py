@@ -12,7 +12,8 @@ import pytest
 
 import poolkit
 from poolkit import PoolingTypes
-from helpers import F, assert_close, assert_identical, make_input, n, t
+from helpers import assert_close, assert_identical, make_input
+from oracle import F, n, t
 
 # (input_shape (C, H, W), pool_shape, stride, batch)
 CONFIGS = [

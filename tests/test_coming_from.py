@@ -349,6 +349,21 @@ def test_row_19_onnx_global_pool():
                                rtol=1e-12)
 
 
+def test_row_20_onnx_lp_pool():
+    # LpPool(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], p=3): (sum over the window of |x|**3) ** (1/3),
+    # the zero pads adding nothing; poolkit's lp_pool is PyTorch's, on x itself: pass |x|.
+    x = _nchw(values="normal")
+    pads = onnx_pairs([1, 0, 1, 1])
+    total = reduce_window(np.abs(x) ** 3, "sum", (1, 1, 3, 2), (1, 1, 2, 1), ((0, 0), (0, 0)) + pads)
+    np.testing.assert_allclose(poolkit.lp_pool2d(np.abs(x), 3, (3, 2), (2, 1), padding=pads), total ** (1 / 3),
+                               rtol=1e-12)
+    # without |x| a negative window sum gives NaN, as in PyTorch, where ONNX gives a norm
+    assert np.isnan(poolkit.lp_pool2d(-np.abs(x) - 1, 3, (3, 2), (2, 1), padding=pads)).all()
+    # GlobalLpPool(p=2) keeps the spatial axes as size 1
+    np.testing.assert_allclose(poolkit.global_lp_pool(x, 2, keepdims=True),
+                               np.sqrt((x * x).sum(axis=(2, 3), keepdims=True)), rtol=1e-12)
+
+
 # --------------------------------------------------------------------------- #
 # the document itself
 # --------------------------------------------------------------------------- #

@@ -208,6 +208,8 @@ def test_indices_are_whole_plane_positions():
 def test_mask_is_blocked_like_x():
     # A NumPy mask through the public function, and a Dask one through the core (bit for bit).
     from poolkit.engine import eager as _core, lazy as _dask
+    from poolkit.engine.prepare import prepare
+    from poolkit.core.reductions import MAX
     from poolkit.core.windows import StridedWindows
     from poolkit.core.geometry import PoolSpec
 
@@ -217,7 +219,7 @@ def test_mask_is_blocked_like_x():
     d = da.from_array(x, chunks=(1, 2, 3, 4))
     for fn in (poolkit.max_pool2d, poolkit.avg_pool2d):
         same(fn(d, 3, 2, 1, mask=m, backend="img2col"), fn(x, 3, 2, 1, mask=m, backend="img2col"))
-    p = _core.prepare("max", x, 2, StridedWindows(PoolSpec.from_args(2, 3, 2, 1), "max", True),
+    p = prepare(MAX, x, 2, StridedWindows(PoolSpec.from_args(2, 3, 2, 1), MAX, True),
                       data_format="NCHW", axes=None, backend="img2col")
     full = np.broadcast_to(m, x.shape)
     want = _core.run_forward(p, x, mask=full, return_indices=True, keep=False)
@@ -355,6 +357,36 @@ def test_one_thread_per_task_unless_configured():
     assert seen[:8] == [1] * 8 and seen[8:] == [top] * 8
 
 
+def test_per_plane_work_follows_the_same_thread_policy():
+    # Fractional and unpooling tasks (whole planes) run on the one lazy engine: one thread per task,
+    # or dask.config's "poolkit.threads" (fractional pooling used to pin one thread whatever was set).
+    from poolkit.engine import eager
+
+    seen = []
+    original = eager.window_argmax
+
+    def spy(*args, **kwargs):
+        seen.append(poolkit.get_num_threads())
+        return original(*args, **kwargs)
+
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    d = da.from_array(x, chunks=(1, 3, 4, 4))
+    top = min(2, __import__("numba").config.NUMBA_NUM_THREADS)
+    eager.window_argmax = spy
+    try:
+        poolkit.fractional_max_pool2d(d, 2, 3, rng=0, backend="img2col").compute(scheduler="threads")
+        with dask.config.set({"poolkit.threads": top}):
+            lazy = poolkit.fractional_max_pool2d(d, 2, 3, rng=0, backend="img2col")
+        lazy.compute(scheduler="threads")
+    finally:
+        eager.window_argmax = original
+    assert seen == [1, 1] + [top, top]                      # one task per batch chunk, each time
+    with dask.config.set({"poolkit.threads": 0}):
+        y, idx = poolkit.max_pool2d(x, 2, return_indices=True)
+        with pytest.raises(ValueError, match="`poolkit.threads` must be an int from 1 to"):
+            poolkit.max_unpool2d(da.from_array(y, chunks=1), idx, 2)
+
+
 def test_bad_thread_setting():
     d = da.ones((1, 1, 4, 4), chunks=2)
     with dask.config.set({"poolkit.threads": 0}):
@@ -388,6 +420,9 @@ BACKWARD = {
     "avg_pool2d_backward": [lambda: poolkit.avg_pool2d_backward(lazy(G), S, 2)],
     "avg_pool3d_backward": [lambda: poolkit.avg_pool3d_backward(lazy(G), S, 2)],
     "adaptive_avg_pool_backward": [lambda: poolkit.adaptive_avg_pool_backward(lazy(G), S)],
+    "adaptive_avg_pool1d_backward": [lambda: poolkit.adaptive_avg_pool1d_backward(lazy(G[0]), S[1:])],
+    "adaptive_avg_pool2d_backward": [lambda: poolkit.adaptive_avg_pool2d_backward(lazy(G), S)],
+    "adaptive_avg_pool3d_backward": [lambda: poolkit.adaptive_avg_pool3d_backward(lazy(G[None]), (1,) + S)],
     "global_avg_pool_backward": [lambda: poolkit.global_avg_pool_backward(lazy(G[..., 0, 0]), S)],
     "max_unpool_backward": [lambda: poolkit.max_unpool_backward(lazy(X), IDX),
                             lambda: poolkit.max_unpool_backward(X, lazy(IDX))],
@@ -420,13 +455,14 @@ def test_backward_refuses_dask(call):
 def test_layer_in_training_refuses_dask():
     from poolkit.engine import lazy as _dask
 
-    from poolkit.engine import eager as _core
+    from poolkit.engine.prepare import prepare
     from poolkit.core.geometry import PoolSpec
+    from poolkit.core.reductions import MAX
     from poolkit.core.windows import StridedWindows
 
     with pytest.raises(TypeError, match="is a Dask array"):
         poolkit.MaxPool2d(2)(lazy(X))
-    p = _core.prepare("max", X, 2, StridedWindows(PoolSpec.from_args(2, 2), "max", True),
+    p = prepare(MAX, X, 2, StridedWindows(PoolSpec.from_args(2, 2), MAX, True),
                       data_format="NCHW", axes=None, backend="img2col")
     with pytest.raises(TypeError, match="keeps in-memory state for a backward pass"):
         _dask.run_forward(p, lazy(X), keep=True)

@@ -15,6 +15,7 @@ import poolkit
 X1 = np.zeros((1, 2, 6))
 X2 = np.zeros((1, 2, 6, 6))
 X3 = np.zeros((1, 2, 4, 4, 4))
+X4 = np.zeros((1, 1, 4, 4))
 
 
 def _trained(cls, *args, **kw):
@@ -194,6 +195,120 @@ ERRORS = [
     ("chapter-pool-shape", lambda: poolkit.PoolingLayer((2, 6, 6), (0, 2), 2), ValueError,
      ["`pool_shape`", "pool_shape=(0, 2)"]),
     ("output-shape-input", lambda: poolkit.output_shape((0, 4), 2), ValueError, ["`input_size`", "(0, 4)"]),
+    # min, sum and Lp pooling, masks (were tests/test_reductions.py::test_errors)
+    ("p-zero", lambda: poolkit.lp_pool2d(X4, 0, 2), ValueError, ["norm_type=0"]),
+    ("p-nan", lambda: poolkit.lp_pool2d(X4, float("nan"), 2), ValueError, ["norm_type=nan"]),
+    ("p-str", lambda: poolkit.lp_pool2d(X4, "2", 2), TypeError, ["norm_type='2'"]),
+    ("p-bool", lambda: poolkit.lp_pool2d(X4, True, 2), TypeError, ["norm_type=True"]),
+    ("lp-int", lambda: poolkit.lp_pool2d(X4.astype(np.int32), 2, 2), TypeError, ["dtype=int32"]),
+    ("layer-p", lambda: poolkit.LPPool2d(-0.0, 2), ValueError, ["norm_type"]),
+    ("global-neg", lambda: poolkit.global_lp_pool(X4, -2), ValueError, ["norm_type=-2"]),
+    ("mask-dtype", lambda: poolkit.max_pool2d(X4, 2, mask=np.ones((1, 1, 4, 4), dtype=np.int8)), TypeError,
+     ["dtype=int8"]),
+    ("mask-shape", lambda: poolkit.sum_pool2d(X4, 2, mask=np.ones((3, 4), dtype=bool)), ValueError, ["shape (3, 4)"]),
+    ("mask-ragged", lambda: poolkit.avg_pool2d(X4, 2, mask=[[True, "x"]]), TypeError, ["`mask`"]),
+    ("avg-dilation", lambda: poolkit.avg_pool2d(X4, 2, dilation=0), ValueError, ["dilation=0"]),
+    ("sum-complex", lambda: poolkit.sum_pool2d(X4.astype(np.complex64), 2), TypeError, ["dtype=complex64"]),
+    ("avg-bool", lambda: poolkit.avg_pool2d(X4.astype(bool), 2), TypeError, ["dtype=bool"]),
+    ("lp-grad-int", lambda: poolkit.lp_pool_backward(np.ones((1, 1, 2, 2), np.int64), X4, 2, 2), TypeError,
+     ["grad_output"]),
+    # every other op: one row at least (test_every_op_has_an_error_row)
+    ("max-nd-axes", lambda: poolkit.max_pool(X2, 2, axes=(2, 2)), ValueError, ["`axes`", "axes=(2, 2)", "repeat"]),
+    ("avg-nd-kernel", lambda: poolkit.avg_pool(X2, (2, 0)), ValueError, ["`kernel_size`", "kernel_size=(2, 0)"]),
+    ("min-nd-return-indices", lambda: poolkit.min_pool(X2, 2, return_indices=2), TypeError, ["return_indices=2"]),
+    ("min-1d-stride", lambda: poolkit.min_pool1d(X1, 2, 0), ValueError, ["`stride`", "stride=0"]),
+    ("min-2d-nan-policy", lambda: poolkit.min_pool2d(X2, 2, nan_policy="omit"), ValueError,
+     ["`nan_policy`", "nan_policy='omit'"]),
+    ("min-3d-ndim", lambda: poolkit.min_pool3d(X1, 2), ValueError, ["`x`", "(1, 2, 6)", "5 dimensions"]),
+    ("sum-nd-padding", lambda: poolkit.sum_pool(X2, 2, padding=2), ValueError, ["`padding`", "padding=2"]),
+    ("sum-1d-dilation", lambda: poolkit.sum_pool1d(X1, 2, dilation=-1), ValueError, ["dilation=-1"]),
+    ("sum-3d-ceil-mode", lambda: poolkit.sum_pool3d(X3, 2, ceil_mode="yes"), TypeError, ["ceil_mode='yes'"]),
+    ("lp-nd-kernel", lambda: poolkit.lp_pool(X2, 2, 0), ValueError, ["`kernel_size`", "kernel_size=0"]),
+    ("lp-1d-data-format", lambda: poolkit.lp_pool1d(X1, 2, 2, data_format="NCHW"), ValueError,
+     ["`data_format`", "data_format='NCHW'"]),
+    ("lp-3d-backend", lambda: poolkit.lp_pool3d(X3, 2, 2, backend="gpu"), ValueError, ["backend='gpu'"]),
+    ("lp-backward-norm", lambda: poolkit.lp_pool_backward(np.ones((1, 2, 3, 3)), X2, 0, 2), ValueError,
+     ["norm_type=0"]),
+    ("global-lp-backward-shape", lambda: poolkit.global_lp_pool_backward(np.ones((1, 3)), X2), ValueError,
+     ["`grad_output`", "(1, 2)", "(1, 3)"]),
+    ("global-max-keepdims", lambda: poolkit.global_max_pool(X2, keepdims=1), TypeError, ["keepdims=1"]),
+    ("global-avg-axes", lambda: poolkit.global_avg_pool(X2, axes=(1, 7)), ValueError, ["`axes`", "(1, 7)"]),
+    ("min-backward-indices", lambda: poolkit.min_pool_backward(np.ones((1, 2, 3, 3)), np.full((1, 2, 3, 3), 99),
+                                                               X2.shape), ValueError, ["`indices`", "99"]),
+    ("sum-backward-grad", lambda: poolkit.sum_pool_backward(np.ones((1, 2, 2, 2)), X2.shape, 2), ValueError,
+     ["`grad_output`", "(1, 2, 3, 3)"]),
+    ("max-nd-backward-shape", lambda: poolkit.max_pool_backward(np.ones((1, 2, 3, 3)), _indices()[1], (1, -2, 6, 6)),
+     TypeError, ["`input_shape`", "(1, -2, 6, 6)"]),
+    ("max1d-backward-indices", lambda: poolkit.max_pool1d_backward(np.ones((1, 2, 3)), np.zeros((1, 2, 3)),
+                                                                   X1.shape), TypeError, ["`indices`"]),
+    ("max3d-backward-grad", lambda: poolkit.max_pool3d_backward(np.ones((1, 2, 2, 2, 2), int),
+                                                                np.zeros((1, 2, 2, 2, 2), int), X3.shape),
+     TypeError, ["`grad_output`", "dtype=int64"]),
+    ("avg-nd-backward-nan", lambda: poolkit.avg_pool_backward(np.ones((1, 2, 3, 3)), X2.shape, 2, nan_policy="ignore"),
+     ValueError, ["nan_policy='ignore'", "`x=`"]),
+    ("avg1d-backward-kernel", lambda: poolkit.avg_pool1d_backward(np.ones((1, 2, 3)), X1.shape, 0), ValueError,
+     ["kernel_size=0"]),
+    ("avg3d-backward-x", lambda: poolkit.avg_pool3d_backward(np.ones((1, 2, 2, 2, 2)), X3.shape, 2,
+                                                             nan_policy="ignore", x=X2), ValueError,
+     ["`x`", "(1, 2, 6, 6)"]),
+    ("adaptive-backward-ndim", lambda: poolkit.adaptive_avg_pool_backward(np.ones((1, 2, 2)), X2.shape), ValueError,
+     ["`grad_output`", "(1, 2, 2)"]),
+    ("adaptive1d-backward-grad", lambda: poolkit.adaptive_avg_pool1d_backward(np.ones((1, 2, 2), int), X1.shape),
+     TypeError, ["`grad_output`", "dtype=int64"]),
+    ("adaptive2d-backward-input-shape", lambda: poolkit.adaptive_avg_pool2d_backward(np.ones((1, 2, 2, 2)), "x"),
+     TypeError, ["`input_shape`", "input_shape='x'"]),
+    ("adaptive3d-backward-ndim", lambda: poolkit.adaptive_avg_pool3d_backward(np.ones((1, 2, 2)), X1.shape),
+     ValueError, ["`input_shape`", "(1, 2, 6)"]),
+    ("adaptive-max-1d-output-size", lambda: poolkit.adaptive_max_pool1d(X1, (2, 2)), ValueError,
+     ["output_size=(2, 2)"]),
+    ("adaptive-avg-3d-return", lambda: poolkit.adaptive_avg_pool3d(X3, 1, nan_policy=None), ValueError,
+     ["nan_policy=None"]),
+    ("unpool1d-kernel", lambda: poolkit.max_unpool1d(np.zeros((1, 2, 3)), np.zeros((1, 2, 3), int), 0), ValueError,
+     ["`kernel_size`", "kernel_size=0"]),
+    ("unpool3d-stride", lambda: poolkit.max_unpool3d(np.zeros((1, 2, 2, 2, 2)), np.zeros((1, 2, 2, 2, 2), int), 2,
+                                                     1.5), TypeError, ["stride=1.5"]),
+    ("unpool-output-size-bool", lambda: _unpool(output_size=(True, 6)), TypeError, ["`output_size`", "(True, 6)"]),
+    ("fractional2d-ratio", lambda: poolkit.fractional_max_pool2d(X2, 2, output_ratio=1.5), ValueError,
+     ["`output_ratio`", "output_ratio=1.5"]),
+    ("fractional3d-samples", lambda: poolkit.fractional_max_pool3d(X3, 2, 2, samples=np.full((1, 2, 3), 2.0)),
+     ValueError, ["`samples`", "[0, 1)", "2.0"]),
+    ("fractional2d-backward-indices", lambda: poolkit.fractional_max_pool2d_backward(
+        np.ones((1, 2, 3, 3)), np.full((1, 2, 3, 3), 36), X2.shape), ValueError, ["`indices`", "36"]),
+    ("fractional3d-backward-grad", lambda: poolkit.fractional_max_pool3d_backward(
+        np.ones((1, 2, 2, 2, 2), np.int32), np.zeros((1, 2, 2, 2, 2), int), X3.shape), TypeError,
+     ["`grad_output`", "dtype=int32"]),
+    ("spp-levels", lambda: poolkit.spatial_pyramid_pool2d(X2, levels=(0, 1)), ValueError, ["`levels`", "(0, 1)"]),
+    ("spp-mode", lambda: poolkit.spatial_pyramid_pool2d(X2, mode="sum"), ValueError, ["`mode`", "mode='sum'"]),
+    ("spp-backward-indices", lambda: poolkit.spatial_pyramid_pool2d_backward(np.ones((1, 42)), X2.shape), ValueError,
+     ["`indices`", "mode='max'"]),
+    # layers: every setting is checked at construction (issue 24: axes and data_format too)
+    ("layer-max-axes", lambda: poolkit.MaxPool2d(2, axes=(0, 1, 2)), ValueError, ["`axes`", "(0, 1, 2)"]),
+    ("layer-max-data-format", lambda: poolkit.MaxPool1d(2, data_format="NHWC"), ValueError,
+     ["`data_format`", "data_format='NHWC'"]),
+    ("layer-avg-axes-type", lambda: poolkit.AvgPool3d(2, axes=(1.0, 2, 3)), TypeError, ["`axes`", "(1.0, 2, 3)"]),
+    ("layer-min-data-format-type", lambda: poolkit.MinPool2d(2, data_format=2), TypeError, ["data_format=2"]),
+    ("layer-min1d-kernel", lambda: poolkit.MinPool1d(0), ValueError, ["kernel_size=0"]),
+    ("layer-min3d-nan-policy", lambda: poolkit.MinPool3d(2, nan_policy="omit"), ValueError, ["nan_policy='omit'"]),
+    ("layer-sum-axes", lambda: poolkit.SumPool2d(2, axes=2), ValueError, ["`axes`", "axes=(2,)"]),
+    ("layer-sum1d-backend", lambda: poolkit.SumPool1d(2, backend="gpu"), ValueError, ["backend='gpu'"]),
+    ("layer-sum3d-stride", lambda: poolkit.SumPool3d(2, 0), ValueError, ["stride=0"]),
+    ("layer-lp1d-data-format", lambda: poolkit.LPPool1d(2, 2, data_format="NCHW"), ValueError,
+     ["`data_format`", "data_format='NCHW'"]),
+    ("layer-lp3d-axes", lambda: poolkit.LPPool3d(2, 2, axes=(0, 1)), ValueError, ["`axes`", "(0, 1)"]),
+    ("layer-max1d-return-indices", lambda: poolkit.MaxPool1d(2, return_indices=1), TypeError, ["return_indices=1"]),
+    ("layer-avg1d-divisor", lambda: poolkit.AvgPool1d(2, divisor_override=2), TypeError, ["divisor_override"]),
+    ("layer-adaptive-max1d-output-size", lambda: poolkit.AdaptiveMaxPool1d(-1), ValueError, ["output_size=-1"]),
+    ("layer-adaptive-max3d-data-format", lambda: poolkit.AdaptiveMaxPool3d(1, data_format="NCHW"), ValueError,
+     ["data_format='NCHW'"]),
+    ("layer-adaptive-avg1d-axes", lambda: poolkit.AdaptiveAvgPool1d(1, axes=(0, 1)), ValueError, ["`axes`"]),
+    ("layer-adaptive-avg3d-backend", lambda: poolkit.AdaptiveAvgPool3d(1, backend=None), ValueError,
+     ["backend=None"]),
+    ("layer-fractional2d-kernel", lambda: poolkit.FractionalMaxPool2d(0, 2), ValueError, ["kernel_size=0"]),
+    ("layer-fractional3d-rng", lambda: poolkit.FractionalMaxPool3d(2, 2, rng=-1), TypeError, ["rng=-1"]),
+    ("layer-spp-data-format", lambda: poolkit.SpatialPyramidPool2d(data_format="NCL"), ValueError,
+     ["data_format='NCL'"]),
+    ("layer-max3d-backward", lambda: poolkit.MaxPool3d(2).backward(np.ones((1, 2, 2, 2, 2))), RuntimeError,
+     ["MaxPool3d", "no forward has run yet"]),
 ]
 
 
@@ -214,6 +329,29 @@ def test_error_names_argument_and_value(call, exc, fragments):
 def test_error_ids_are_unique():
     ids = [r[0] for r in ERRORS]
     assert len(ids) == len(set(ids))
+
+
+# Public names without an error row here, and where their errors are tested.
+NOT_OPS = {
+    "get_num_threads": "no arguments", "set_num_threads": "test_hardening.py::test_thread_counts_reject_the_rest",
+    "threads": "test_hardening.py::test_thread_counts_reject_the_rest", "info": "no arguments",
+    "wait_for_kernels": "a timeout only", "warmup": "test_warmup.py::test_errors",
+    "pyramid": "test_pyramid.py", "write_pyramid": "test_ome_zarr.py", "explain_pooling": "test_explain.py",
+    "PoolingTypes": "an enum", "__version__": "a string",
+}
+
+
+def test_every_op_has_an_error_row():
+    """One table for every op: each public function and layer is called by at least one row."""
+    called = set()
+    for _, call, _, _ in ERRORS:
+        called |= set(call.__code__.co_names)
+        for const in call.__code__.co_consts:             # names inside nested lambdas
+            if hasattr(const, "co_names"):
+                called |= set(const.co_names)
+    called |= {"max_pool2d", "max_pool2d_backward", "max_unpool2d"}       # through _indices, _max_bwd, _unpool
+    missing = sorted(n for n in poolkit.__all__ if n not in called and n not in NOT_OPS)
+    assert not missing, missing
 
 
 # --------------------------------------------------------------------------- #

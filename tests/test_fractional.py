@@ -2,7 +2,7 @@
 
 The window rule is written again here, plainly, from PyTorch's
 ``generate_intervals`` (:func:`starts`), so that a slip in
-``poolkit.fractional`` cannot hide by also being in the expectation.
+``poolkit.functional.fractional`` cannot hide by also being in the expectation.
 """
 from __future__ import annotations
 
@@ -21,19 +21,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolkit
-from poolkit import fractional as fr
+from poolkit.core.windows import SAMPLE_COLUMN
+from poolkit.functional import fractional as fr
+from poolkit.layers import fractional as fr_layers
 from poolkit.backends import fractional as _fractional
 from helpers import KERNEL_BACKENDS, assert_identical, make_input, to_first, to_last
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+from oracle import F, torch
 
 BACKENDS = KERNEL_BACKENDS + ("auto",)
 FLOATS = (np.float32, np.float64)
 POOL = {2: fr.fractional_max_pool2d, 3: fr.fractional_max_pool3d}
 BACK = {2: fr.fractional_max_pool2d_backward, 3: fr.fractional_max_pool3d_backward}
-TORCH = {2: F.fractional_max_pool2d, 3: F.fractional_max_pool3d}
-LAYER = {2: fr.FractionalMaxPool2d, 3: fr.FractionalMaxPool3d}
+TORCH = {2: lambda *a, **k: F.fractional_max_pool2d(*a, **k),       # PyTorch, once a test calls it
+         3: lambda *a, **k: F.fractional_max_pool3d(*a, **k)}
+LAYER = {2: poolkit.FractionalMaxPool2d, 3: poolkit.FractionalMaxPool3d}
 LAST = {2: "NHWC", 3: "NDHWC"}
 
 
@@ -51,7 +53,7 @@ def windows(rank, shape, kernel, out, u):
     for n in range(shape[0]):
         for c in range(shape[1]):
             axes_starts = [starts(float(u[n, c, col]), s, o, k)
-                           for col, s, o, k in zip(fr.SAMPLE_COLUMN[rank], sizes, out, kernel)]
+                           for col, s, o, k in zip(SAMPLE_COLUMN[rank], sizes, out, kernel)]
             for pos in np.ndindex(*out):
                 yield (n, c) + pos, tuple(slice(st_[p], st_[p] + k) for st_, p, k in zip(axes_starts, pos, kernel))
 
@@ -289,7 +291,7 @@ def test_drawn_samples_dtype():
     assert fr.sample_dtype(np.float32) == np.float32
     assert fr.sample_dtype(np.float64) == np.float64
     assert fr.sample_dtype(np.int16) == np.float64
-    layer = fr.FractionalMaxPool2d(2, 3, rng=0)
+    layer = poolkit.FractionalMaxPool2d(2, 3, rng=0)
     layer(np.zeros((1, 2, 6, 6), np.float16))
     assert layer.samples.dtype == np.float32 and layer.samples.shape == (1, 2, 2)
 
@@ -304,7 +306,7 @@ def test_auto_serves_with_numpy_while_compiling(tmp_path):
     # A fresh process with an empty cache: the first call is served by img2col, later ones by the kernel.
     code = textwrap.dedent("""
         import json, numpy as np, poolkit
-        from poolkit.fractional import fractional_max_pool2d
+        from poolkit.functional.fractional import fractional_max_pool2d
         from poolkit.backends import served
         x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)
         first = fractional_max_pool2d(x, 2, 4, return_indices=True, rng=0)
@@ -426,7 +428,7 @@ def test_layer_axes_and_nan_policy():
     rng = np.random.default_rng(45)
     x = rng.standard_normal((9, 8, 3))                       # (H, W, C), pooled with axes
     x[:4, :4, 1] = np.nan
-    layer = fr.FractionalMaxPool2d(2, 4, axes=(0, 1), nan_policy="ignore", rng=0)
+    layer = poolkit.FractionalMaxPool2d(2, 4, axes=(0, 1), nan_policy="ignore", rng=0)
     assert repr(layer) == ("FractionalMaxPool2d(kernel_size=2, output_size=4, output_ratio=None, return_indices=False, "
                            "data_format='NCHW', axes=(0, 1), nan_policy='ignore', backend='auto')")
     y = layer(x)
@@ -437,9 +439,9 @@ def test_layer_axes_and_nan_policy():
     g = rng.standard_normal(y.shape)
     assert_identical(layer.backward(g), fr.fractional_max_pool2d_backward(g, idx, x.shape, axes=(0, 1)))
     with pytest.raises(ValueError, match=r"`axes` must name 2 axes for 2-D pooling"):
-        fr.FractionalMaxPool2d(2, 4, axes=(0, 1, 2))
+        poolkit.FractionalMaxPool2d(2, 4, axes=(0, 1, 2))
     with pytest.raises(ValueError, match="nan_policy='omit'"):
-        fr.FractionalMaxPool2d(2, 4, nan_policy="omit")
+        poolkit.FractionalMaxPool2d(2, 4, nan_policy="omit")
 
 
 # --------------------------------------------------------------------------- #
@@ -561,7 +563,7 @@ def test_layer_draws_new_samples_and_backward_reuses_them(rank):
 
 
 def test_layer_eval_keeps_nothing_and_backward_errors():
-    layer = fr.FractionalMaxPool2d(2, 3, rng=0)
+    layer = poolkit.FractionalMaxPool2d(2, 3, rng=0)
     with pytest.raises(RuntimeError, match="no forward has run yet"):
         layer.backward(np.ones((1, 2, 3, 3)))
     y = layer(X)
@@ -573,7 +575,7 @@ def test_layer_eval_keeps_nothing_and_backward_errors():
 
 
 def test_layer_grad_checks():
-    layer = fr.FractionalMaxPool2d(2, 3, rng=0)
+    layer = poolkit.FractionalMaxPool2d(2, 3, rng=0)
     y = layer(X.astype(np.float32))
     with pytest.raises(ValueError, match=r"shape of the pooled output, \(1, 2, 3, 3\)"):
         layer.backward(np.ones((1, 2, 3, 4), np.float32))
@@ -585,7 +587,7 @@ def test_layer_explicit_samples_and_indices():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 3, 8, 8))
     u = rng.random((2, 3, 2))
-    layer = fr.FractionalMaxPool2d((2, 3), (4, 3), return_indices=True, data_format="NCHW", backend="img2col")
+    layer = poolkit.FractionalMaxPool2d((2, 3), (4, 3), return_indices=True, data_format="NCHW", backend="img2col")
     y, idx = layer(x, samples=u)
     ey, eidx = fr.fractional_max_pool2d(x, (2, 3), (4, 3), return_indices=True, samples=u)
     assert_identical(y, ey)
@@ -596,7 +598,7 @@ def test_layer_explicit_samples_and_indices():
 def test_layer_channels_last_unbatched():
     rng = np.random.default_rng(9)
     x = rng.standard_normal((7, 8, 3))                     # (H, W, C)
-    layer = fr.FractionalMaxPool2d(2, 4, data_format="NHWC", rng=3)
+    layer = poolkit.FractionalMaxPool2d(2, 4, data_format="NHWC", rng=3)
     y = layer(x)
     assert y.shape == (4, 4, 3) and layer.samples.shape == (1, 3, 2)
     assert_identical(y, fr.fractional_max_pool2d(x, 2, 4, samples=layer.samples, data_format="NHWC"))
@@ -605,7 +607,7 @@ def test_layer_channels_last_unbatched():
 
 def test_layer_pickle_and_copy():
     x = np.random.default_rng(0).standard_normal((1, 2, 9, 9))
-    layer = fr.FractionalMaxPool2d(3, output_ratio=(0.5, 0.6), rng=5)
+    layer = poolkit.FractionalMaxPool2d(3, output_ratio=(0.5, 0.6), rng=5)
     layer(x)
     g = np.ones((1, 2, 4, 5))
     for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
@@ -618,19 +620,20 @@ def test_layer_pickle_and_copy():
 
 
 def test_layer_repr_and_construction_errors():
-    layer = fr.FractionalMaxPool3d(2, output_ratio=0.5)
+    layer = poolkit.FractionalMaxPool3d(2, output_ratio=0.5)
     assert repr(layer) == ("FractionalMaxPool3d(kernel_size=2, output_size=None, output_ratio=0.5, "
-                           "return_indices=False, data_format='NCDHW', backend='auto')")
+                           "return_indices=False, data_format='NCDHW', axes=None, nan_policy='propagate', "
+                           "backend='auto')")
     with pytest.raises(ValueError, match="not both"):
-        fr.FractionalMaxPool2d(2, 3, 0.5)
+        poolkit.FractionalMaxPool2d(2, 3, 0.5)
     with pytest.raises(ValueError, match="data_format"):
-        fr.FractionalMaxPool2d(2, 3, data_format="NCL")
+        poolkit.FractionalMaxPool2d(2, 3, data_format="NCL")
     with pytest.raises(ValueError, match="backend"):
-        fr.FractionalMaxPool2d(2, 3, backend="gpu")
+        poolkit.FractionalMaxPool2d(2, 3, backend="gpu")
     with pytest.raises(TypeError, match="rng"):
-        fr.FractionalMaxPool2d(2, 3, rng="x")
+        poolkit.FractionalMaxPool2d(2, 3, rng="x")
     with pytest.raises(TypeError, match="train"):
-        fr.FractionalMaxPool2d(2, 3)(X, train=None)
+        poolkit.FractionalMaxPool2d(2, 3)(X, train=None)
 
 
 def test_docstring_examples(monkeypatch):
@@ -638,5 +641,6 @@ def test_docstring_examples(monkeypatch):
     for name in fr.__all__:
         if not hasattr(poolkit, name):
             monkeypatch.setattr(poolkit, name, getattr(fr, name), raising=False)
-    result = doctest.testmod(fr, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (fr, fr_layers):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import poolkit
-from helpers import (BACKENDS, INTS, LAST, RANKS, Case, F, assert_identical, make_input, n,
-                     naive_adaptive, naive_pool, t, torch)
+from helpers import (BACKENDS, INTS, LAST, RANKS, Case, assert_identical, make_input, naive_adaptive, naive_pool)
+from oracle import F, n, t, torch
 
 # Every public computation, as f(x, g, backend) -> result; g is a gradient of the output's shape
 # where the call needs one (created from a first forward).

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import poolkit
-from helpers import assert_close, assert_identical, make_input, n, t, torch
+from helpers import assert_close, assert_identical, make_input
+from oracle import n, t, torch
 
 # (class name, positional args in torch.nn's order, keyword args, input shape)
 LAYERS = [

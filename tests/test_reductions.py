@@ -16,8 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 import poolkit
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+from oracle import F, torch
 BACKENDS = ("reference", "img2col", "numba")
 
 
@@ -429,33 +428,7 @@ def test_backends_agree_on_min_sum_and_masks(data):
     np.testing.assert_array_equal(outs[1], outs[2])
 
 
-# --------------------------------------------------------------------------- #
-# one test per error path
-# --------------------------------------------------------------------------- #
-X = np.zeros((1, 1, 4, 4))
-
-
-@pytest.mark.parametrize("call, exc, fragment", [
-    (lambda: poolkit.lp_pool2d(X, 0, 2), ValueError, "norm_type=0"),
-    (lambda: poolkit.lp_pool2d(X, float("nan"), 2), ValueError, "norm_type=nan"),
-    (lambda: poolkit.lp_pool2d(X, "2", 2), TypeError, "norm_type='2'"),
-    (lambda: poolkit.lp_pool2d(X, True, 2), TypeError, "norm_type=True"),
-    (lambda: poolkit.lp_pool2d(X.astype(np.int32), 2, 2), TypeError, "dtype=int32"),
-    (lambda: poolkit.LPPool2d(-0.0, 2), ValueError, "norm_type"),
-    (lambda: poolkit.global_lp_pool(X, -2), ValueError, "norm_type=-2"),
-    (lambda: poolkit.max_pool2d(X, 2, mask=np.ones((1, 1, 4, 4), dtype=np.int8)), TypeError, "dtype=int8"),
-    (lambda: poolkit.sum_pool2d(X, 2, mask=np.ones((3, 4), dtype=bool)), ValueError, "shape (3, 4)"),
-    (lambda: poolkit.avg_pool2d(X, 2, mask=[[True, "x"]]), TypeError, "`mask`"),
-    (lambda: poolkit.avg_pool2d(X, 2, dilation=0), ValueError, "dilation=0"),
-    (lambda: poolkit.sum_pool2d(X.astype(np.complex64), 2), TypeError, "dtype=complex64"),
-    (lambda: poolkit.avg_pool2d(X.astype(bool), 2), TypeError, "dtype=bool"),
-    (lambda: poolkit.lp_pool_backward(np.ones((1, 1, 2, 2), np.int64), X, 2, 2), TypeError, "grad_output"),
-], ids=["p-zero", "p-nan", "p-str", "p-bool", "lp-int", "layer-p", "global-neg", "mask-dtype", "mask-shape",
-        "mask-ragged", "avg-dilation", "sum-complex", "avg-bool", "lp-grad-int"])
-def test_errors(call, exc, fragment):
-    with pytest.raises(exc) as info:
-        call()
-    assert fragment in str(info.value)
+# The error paths of min, sum and Lp pooling and of masks are rows of tests/test_errors.py::ERRORS.
 
 
 @pytest.mark.parametrize("op", ["min", "sum", "lp"])

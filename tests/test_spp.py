@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poolkit
-from poolkit import spp
+from poolkit.functional import spp
+from poolkit.layers import spp as spp_layers
 from helpers import KERNEL_BACKENDS, adaptive_bounds, assert_identical, make_input
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+from oracle import F, torch
 
 BACKENDS = KERNEL_BACKENDS + ("auto",)
 
@@ -277,7 +277,7 @@ def test_nan_policy_ignore_leaves_nan_out_of_each_window(seed, h, w, mode, backe
     # the layer keeps what backward needs (for averages: where the NaN were), channels-last and with axes alike
     for kw, xin, back in ((dict(), x, lambda v: v), (dict(data_format="NHWC"), nhwc(x), nchw),
                           (dict(axes=(2, 3)), x, lambda v: v)):
-        layer = spp.SpatialPyramidPool2d(LEVELS, mode, nan_policy="ignore", backend=backend, **kw)
+        layer = poolkit.SpatialPyramidPool2d(LEVELS, mode, nan_policy="ignore", backend=backend, **kw)
         yl = layer(xin)
         gl = g if "axes" not in kw else per_plane(g, 3)
         np.testing.assert_allclose(back(layer.backward(gl)), want_g, rtol=1e-12, atol=1e-12)
@@ -293,7 +293,7 @@ def test_nan_policy_propagate_is_torchs():
 
 
 def test_layer_axes_repr_and_errors():
-    layer = spp.SpatialPyramidPool2d((1, 2), "avg", axes=(0, 1), nan_policy="ignore")
+    layer = poolkit.SpatialPyramidPool2d((1, 2), "avg", axes=(0, 1), nan_policy="ignore")
     assert repr(layer) == ("SpatialPyramidPool2d(levels=(1, 2), mode='avg', data_format='NCHW', axes=(0, 1), "
                            "nan_policy='ignore', backend='auto')")
     y = layer(np.ones((4, 4, 3)))
@@ -301,9 +301,9 @@ def test_layer_axes_repr_and_errors():
     for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
         assert_identical(clone.backward(np.ones_like(y)), layer.backward(np.ones_like(y)))
     with pytest.raises(TypeError, match=r"`axes` must be an int or a tuple of ints"):
-        spp.SpatialPyramidPool2d(axes="HW")
+        poolkit.SpatialPyramidPool2d(axes="HW")
     with pytest.raises(ValueError, match="nan_policy='omit'"):
-        spp.SpatialPyramidPool2d(nan_policy="omit")
+        poolkit.SpatialPyramidPool2d(nan_policy="omit")
 
 
 # --------------------------------------------------------------------------- #
@@ -374,7 +374,7 @@ def test_layer_forward_backward(mode, fmt):
     rng = np.random.default_rng(2)
     x = make_input(rng, (2, 3, 7, 9), np.float64, "distinct")
     xin = x if fmt == "NCHW" else nhwc(x)
-    layer = spp.SpatialPyramidPool2d((1, 2, 3), mode, data_format=fmt)
+    layer = poolkit.SpatialPyramidPool2d((1, 2, 3), mode, data_format=fmt)
     y = layer(xin)
     g = rng.standard_normal(y.shape)
     gx = layer.backward(g)
@@ -386,7 +386,7 @@ def test_layer_forward_backward(mode, fmt):
 
 
 def test_layer_state_errors_and_pickle():
-    layer = spp.SpatialPyramidPool2d((1, 2))
+    layer = poolkit.SpatialPyramidPool2d((1, 2))
     with pytest.raises(RuntimeError, match="no forward has run yet"):
         layer.backward(G)
     x = np.random.default_rng(0).standard_normal((1, 2, 4, 4))
@@ -404,21 +404,23 @@ def test_layer_state_errors_and_pickle():
 
 
 def test_layer_repr_and_construction_errors():
-    assert repr(spp.SpatialPyramidPool2d()) == ("SpatialPyramidPool2d(levels=(1, 2, 4), mode='max', "
-                                               "data_format='NCHW', backend='auto')")
+    assert repr(poolkit.SpatialPyramidPool2d()) == ("SpatialPyramidPool2d(levels=(1, 2, 4), mode='max', "
+                                                    "data_format='NCHW', axes=None, nan_policy='propagate', "
+                                                    "backend='auto')")
     with pytest.raises(ValueError, match="levels"):
-        spp.SpatialPyramidPool2d((0,))
+        poolkit.SpatialPyramidPool2d((0,))
     with pytest.raises(ValueError, match="mode"):
-        spp.SpatialPyramidPool2d(mode="sum")
+        poolkit.SpatialPyramidPool2d(mode="sum")
     with pytest.raises(ValueError, match="data_format"):
-        spp.SpatialPyramidPool2d(data_format="NCDHW")
+        poolkit.SpatialPyramidPool2d(data_format="NCDHW")
     with pytest.raises(ValueError, match="backend"):
-        spp.SpatialPyramidPool2d(backend="x")
+        poolkit.SpatialPyramidPool2d(backend="x")
 
 
 def test_docstring_examples(monkeypatch):
     for name in spp.__all__:
         if not hasattr(poolkit, name):
             monkeypatch.setattr(poolkit, name, getattr(spp, name), raising=False)
-    result = doctest.testmod(spp, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (spp, spp_layers):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

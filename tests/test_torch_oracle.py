@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 
 import poolkit
-from helpers import (BACKENDS, FIRST, LAST, RANKS, F, adaptive_bounds, assert_close, assert_identical,
-                     empty_windows, make_input, n, naive_adaptive, naive_max_backward, naive_pool,
-                     sample_adaptive_case, sample_case, t, to_first, to_last, torch)
+from helpers import (BACKENDS, FIRST, LAST, RANKS, adaptive_bounds, assert_close, assert_identical, empty_windows,
+                     make_input, naive_adaptive, naive_max_backward, naive_pool, sample_adaptive_case, sample_case,
+                     to_first, to_last)
+from oracle import F, n, t, torch
 
 OPS = ("max", "avg")
 N_STRIDED = 60          # seeds per (op, rank): 360 strided cases

@@ -89,6 +89,14 @@ def test_the_common_set():
         (2, 2, 0), (3, 2, 1), (3, 1, 1)}
 
 
+def test_average_configs_take_dilation():
+    # Every reduction dilates (issue 21): an average config keeps its dilation, checked like max pooling's.
+    (cfg,), _ = _warmup.check([{"op": "avg", "kernel_size": 3, "dilation": 2, "data_format": "NCHW"}], ["float32"])
+    assert cfg == {"op": "avg", "kernel_size": 3, "stride": 3, "padding": 0, "data_format": "NCHW", "dilation": 2}
+    (plain,), _ = _warmup.check([{"op": "avg", "kernel_size": 3, "data_format": "NCHW"}], ["float32"])
+    assert "dilation" not in plain                      # as before when none is given
+
+
 # --------------------------------------------------------------------------- #
 # every error path, raised before anything compiles
 # --------------------------------------------------------------------------- #
@@ -101,8 +109,7 @@ def test_the_common_set():
     ([dict(ONE, ceil_mode=True)], ["float32"], ValueError, r"configs\[0\]: unknown key 'ceil_mode' \(value True\)"),
     ([{"op": "max", "data_format": "NCHW"}], ["float32"], ValueError, r"configs\[0\]: the key 'kernel_size' is missing"),
     ([dict(ONE, op="median")], ["float32"], ValueError, r"configs\[0\]: `op` must be 'max' or 'avg', but got op='median'"),
-    ([dict(ONE, op="avg", dilation=2)], ["float32"], ValueError,
-     r"configs\[0\]: `dilation` applies to max pooling only, but got op='avg' with dilation=2"),
+    ([dict(ONE, op="avg", dilation=0)], ["float32"], ValueError, r"configs\[0\]: `dilation` must be positive"),
     ([dict(ONE, data_format=4)], ["float32"], TypeError, r"configs\[0\]: `data_format` must be a string .*data_format=4"),
     ([dict(ONE, data_format="channels_last")], ["float32"], ValueError,
      r"configs\[0\]: `data_format` must name the rank .* but got data_format='channels_last' with kernel_size=2"),

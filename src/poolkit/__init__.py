@@ -1,8 +1,11 @@
-"""poolkit: max and average pooling for NumPy, forward and backward, PyTorch semantics.
+"""poolkit: pooling for NumPy -- max, average, min, sum, Lp, adaptive, global, fractional max and
+spatial pyramid pooling, with unpooling and every gradient -- with PyTorch's semantics; and
+multiscale pyramids of arrays larger than memory, on Dask.
 
 Functions mirror ``torch.nn.functional`` (``max_pool2d``, ``avg_pool2d``, ...,
-with matching ``*_backward`` functions); layers (``MaxPool2d``, ...) keep
-what backward needs; ``PoolingLayer`` is the textbook chapter's interface.
+with matching ``*_backward`` functions; :mod:`poolkit.functional`); layers
+(``MaxPool2d``, ...; :mod:`poolkit.layers`) keep what backward needs;
+``PoolingLayer`` is the textbook chapter's interface.
 
 ``import poolkit`` loads the pooling itself and nothing else: ``explain_pooling``
 (and with it matplotlib, when figures are drawn) loads on first use.
@@ -11,94 +14,19 @@ from __future__ import annotations
 
 from typing import Optional
 
+from . import functional as _functional, layers as _layers
 from .core import threads as _threads
 from .core.threads import get_num_threads, set_num_threads, threads
 from .chapter import PoolingLayer, PoolingTypes
-from .functional import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
-    adaptive_avg_pool_backward, adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool,
-    avg_pool1d, avg_pool2d, avg_pool3d, avg_pool_backward, avg_pool1d_backward, avg_pool2d_backward,
-    avg_pool3d_backward, global_avg_pool, global_avg_pool_backward, global_max_pool, max_pool, max_pool1d,
-    max_pool2d, max_pool3d, max_pool_backward, max_pool1d_backward, max_pool2d_backward, max_pool3d_backward,
-    max_unpool1d, max_unpool2d, max_unpool3d, max_unpool_backward, output_shape)
-from .reductions import (global_lp_pool, global_lp_pool_backward, lp_pool, lp_pool1d, lp_pool2d, lp_pool3d,
-    lp_pool_backward, min_pool, min_pool1d, min_pool2d, min_pool3d, min_pool_backward, sum_pool, sum_pool1d,
-    sum_pool2d, sum_pool3d, sum_pool_backward)
-from .fractional import (FractionalMaxPool2d, FractionalMaxPool3d, fractional_max_pool2d,
-    fractional_max_pool2d_backward, fractional_max_pool3d, fractional_max_pool3d_backward)
-from .spp import SpatialPyramidPool2d, spatial_pyramid_pool2d, spatial_pyramid_pool2d_backward
+from .functional import *  # noqa: F401,F403  (every family's public functions)
+from .layers import *  # noqa: F401,F403  (every family's layers)
 from .backends.numba.warmup import warmup
-from .layers import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d,
-    AdaptiveMaxPool2d, AdaptiveMaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d,
-    LPPool1d, LPPool2d, LPPool3d, MinPool1d, MinPool2d, MinPool3d, SumPool1d, SumPool2d, SumPool3d)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "get_num_threads",
-    "set_num_threads",
-    "threads",
-    "PoolingLayer",
-    "PoolingTypes",
-    "explain_pooling",
-    "pyramid",
-    "write_pyramid",
-    "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d",
-    "adaptive_avg_pool_backward",
-    "adaptive_max_pool1d",
-    "adaptive_max_pool2d",
-    "adaptive_max_pool3d",
-    "avg_pool",
-    "avg_pool1d",
-    "avg_pool2d",
-    "avg_pool3d",
-    "avg_pool_backward",
-    "avg_pool1d_backward",
-    "avg_pool2d_backward",
-    "avg_pool3d_backward",
-    "global_avg_pool",
-    "global_avg_pool_backward",
-    "global_max_pool",
-    "max_pool",
-    "max_pool1d",
-    "max_pool2d",
-    "max_pool3d",
-    "max_pool_backward",
-    "max_pool1d_backward",
-    "max_pool2d_backward",
-    "max_pool3d_backward",
-    "max_unpool1d",
-    "max_unpool2d",
-    "max_unpool3d",
-    "max_unpool_backward",
-    "output_shape",
-    "min_pool", "min_pool1d", "min_pool2d", "min_pool3d", "min_pool_backward",
-    "sum_pool", "sum_pool1d", "sum_pool2d", "sum_pool3d", "sum_pool_backward",
-    "lp_pool", "lp_pool1d", "lp_pool2d", "lp_pool3d", "lp_pool_backward",
-    "global_lp_pool", "global_lp_pool_backward",
-    "MinPool1d", "MinPool2d", "MinPool3d", "SumPool1d", "SumPool2d", "SumPool3d",
-    "LPPool1d", "LPPool2d", "LPPool3d",
-    "fractional_max_pool2d", "fractional_max_pool3d", "fractional_max_pool2d_backward",
-    "fractional_max_pool3d_backward", "FractionalMaxPool2d", "FractionalMaxPool3d",
-    "spatial_pyramid_pool2d", "spatial_pyramid_pool2d_backward", "SpatialPyramidPool2d",
-    "AdaptiveAvgPool1d",
-    "AdaptiveAvgPool2d",
-    "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool1d",
-    "AdaptiveMaxPool2d",
-    "AdaptiveMaxPool3d",
-    "AvgPool1d",
-    "AvgPool2d",
-    "AvgPool3d",
-    "MaxPool1d",
-    "MaxPool2d",
-    "MaxPool3d",
-    "info",
-    "wait_for_kernels",
-    "warmup",
-    "__version__",
-]
+__all__ = ["get_num_threads", "set_num_threads", "threads", "PoolingLayer", "PoolingTypes", "explain_pooling",
+           "pyramid", "write_pyramid", *_functional.__all__, *_layers.__all__, "info", "wait_for_kernels", "warmup",
+           "__version__"]
 
 _threads._from_environment()
 

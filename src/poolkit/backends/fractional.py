@@ -32,9 +32,9 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from .numba import jit as _jit
-from . import get_backend
+from . import served_call
 from .numba.jit import kernel
+from .numba.kernels import MAX, takes_over
 from .numba.loops import _threads_for
 
 __all__ = ["window_argmax", "reference", "img2col", "numba"]
@@ -146,7 +146,7 @@ def _argmax_kernel(lo, hi, x, base, taps, ignore, idx, values):
                             if v == v and (k < 0 or v > best):
                                 best = v
                                 k = t
-                        elif v > best or v != v:        # PyTorch's: the last NaN wins
+                        elif takes_over(v, best, MAX):  # PyTorch's: the last NaN wins
                             best = v
                             k = t
                 if k < 0:
@@ -180,9 +180,5 @@ def window_argmax(x: np.ndarray, starts: Starts, kernel: Sequence[int], backend:
         return reference(x, starts, kernel, ignore)
     if backend == "img2col":
         return img2col(x, starts, kernel, ignore)
-    served = get_backend(backend)                       # "numba" or "auto": the same policy as max_pool
-    try:
-        return _jit.call(numba, (x, starts, kernel, ignore), served.wait)
-    except _jit.NotCompiled:
-        served.fallbacks += 1
-        return img2col(x, starts, kernel, ignore)
+    # "numba" or "auto": the same policy as max_pool's
+    return served_call(backend, numba, img2col, (x, starts, kernel, ignore))

@@ -21,8 +21,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..core.geometry import Axis
-from ..core.plan import (Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, nan_value,
-    offsets_to_indices, worst)
+from ..core.plan import Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, offsets_to_indices
 
 name = "img2col"
 
@@ -162,7 +161,7 @@ def _keep_where(values: np.ndarray, hit: np.ndarray, buf: np.ndarray) -> np.ndar
 
 
 def max_forward(x: np.ndarray, plan: Plan, skip=None):
-    """Max (min when ``plan.op`` is "min") over the img2col rows, then each window's winner by equality.
+    """Max (min for ``plan.reduction.order`` -1) over the img2col rows, then each window's winner by equality.
 
     ``np.maximum.reduce`` lets NaN win (``np.fmax`` skips it for ``nan_ignore``).
     Scanning the taps backwards and keeping the last one equal to the max gives
@@ -170,7 +169,8 @@ def max_forward(x: np.ndarray, plan: Plan, skip=None):
     second pass, only when NaN occurs). Masked elements (``skip``) hold the
     value no element loses to and never win.
     """
-    fill = worst(x.dtype, plan.op)
+    red = plan.reduction
+    fill = red.padding(x.dtype)
     cols, offsets, valid = _columns(x, plan, fill)
     if not offsets:                                        # no window reaches the input
         return (np.full(plan.out_shape, fill, dtype=x.dtype),
@@ -179,12 +179,7 @@ def max_forward(x: np.ndarray, plan: Plan, skip=None):
         skipped = _columns(skip, plan, True)[0]
         np.copyto(cols, fill, where=skipped)
         valid = [~sk if ok is None else ok & ~sk for ok, sk in zip(valid, skipped)]
-    reduce: np.ufunc
-    if plan.op == "min":
-        reduce = np.fmin if plan.nan_ignore else np.minimum
-    else:
-        reduce = np.fmax if plan.nan_ignore else np.maximum
-    out = reduce.reduce(cols, axis=0)
+    out = red.scan(plan.nan_ignore).reduce(cols, axis=0)
     off = np.full(plan.out_shape, plan.sentinel, dtype=plan.off_dtype)
     for k, col, ok in zip(offsets[::-1], cols[::-1], valid[::-1]):
         hit = col == out
@@ -201,7 +196,7 @@ def max_forward(x: np.ndarray, plan: Plan, skip=None):
                 _set_where(off, hit, k)
     if plan.nan_ignore or skip is not None:
         # windows with input elements, all of them ignored: no winner
-        out[(off == plan.sentinel) & _has_inputs(plan)] = nan_value(x.dtype, plan.op)
+        out[(off == plan.sentinel) & _has_inputs(plan)] = red.empty(x.dtype)
     if x.dtype.kind == "f":
         # The output must be the winning element itself: np.maximum (np.minimum) may return -0.0
         # for a (0.0, -0.0) tie whose first maximum is 0.0, and any NaN for a NaN window. Only

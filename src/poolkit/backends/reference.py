@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from ..core.plan import Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets, nan_value, worst
+from ..core.plan import Plan, check_offsets, divs_dtype, ignored_mask, invalid_offsets
 
 name = "reference"
 
@@ -63,13 +63,14 @@ def _outputs(plan: Plan):
 
 
 def max_forward(x: np.ndarray, plan: Plan, skip=None):
-    """Max pooling, or min pooling when ``plan.op`` is "min": the same rule with the order reversed."""
+    """Max pooling, or min pooling (``plan.reduction.order`` -1): the same rule with the order reversed."""
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     B, C = x.shape[0], x.shape[4]
-    better = np.less if plan.op == "min" else np.greater
+    red = plan.reduction
+    better = red.better
     for o in _outputs(plan):
-        best = np.full((B, C), worst(x.dtype, plan.op), dtype=x.dtype)
+        best = np.full((B, C), red.padding(x.dtype), dtype=x.dtype)
         best_k = np.full((B, C), plan.sentinel, dtype=np.int64)
         taps = _window(plan, o)
         for k, (pd, ph, pw) in taps:
@@ -83,7 +84,7 @@ def max_forward(x: np.ndarray, plan: Plan, skip=None):
             best_k = np.where(take, k, best_k)
         if (plan.nan_ignore or skip is not None) and taps:
             # every input element of the window ignored: no winner
-            best = np.where(best_k == plan.sentinel, nan_value(x.dtype, plan.op), best)
+            best = np.where(best_k == plan.sentinel, red.empty(x.dtype), best)
         out[(slice(None),) + o] = best
         off[(slice(None),) + o] = best_k
     return out, off
@@ -137,7 +138,7 @@ def avg_forward(x: np.ndarray, plan: Plan, skip=None):
         elif not plan.divide:
             res = total                                    # a sum (0 when nothing is left)
         else:
-            res = np.where(empty, nan_value(x.dtype), total / np.where(empty, 1, div).astype(x.dtype))
+            res = np.where(empty, plan.reduction.empty(x.dtype), total / np.where(empty, 1, div).astype(x.dtype))
         out[(slice(None),) + o] = res
     saved = (divisors, ignored_mask(x, plan, skip)) if ignoring else None
     return out, saved

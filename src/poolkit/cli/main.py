@@ -1,4 +1,4 @@
-"""The ``poolkit`` command: ``bench``, ``explain``, ``info`` and ``warmup``."""
+"""The ``poolkit`` command: ``bench``, ``explain``, ``info``, ``warmup`` and ``pyramid``."""
 from __future__ import annotations
 
 import argparse

@@ -18,21 +18,19 @@ Conventions (PyTorch's, see ``torch.nn.functional.max_pool2d``):
 from __future__ import annotations
 
 import functools
-import numbers
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+# Argument helpers live in .args; the window arguments are normalised with them here.
+from .args import INT64_MAX, as_bool, check_int64_product, is_int, normalize_ints
+
 __all__ = [
     "Axis",
     "PoolSpec",
     "adaptive_axis",
-    "INT64_MAX",
-    "as_bool",
-    "check_int64_product",
     "dim_names",
-    "normalize_ints",
     "output_size",
     "regular_axis",
     "restrict_axis",
@@ -45,69 +43,6 @@ IntOrTuple = Union[int, Sequence[int]]
 def dim_names(rank: int) -> Tuple[str, ...]:
     """Names of the spatial dimensions, as used in error messages."""
     return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(rank, tuple(f"S{i}" for i in range(rank)))
-
-
-# --------------------------------------------------------------------------- #
-# scalar argument checks
-# --------------------------------------------------------------------------- #
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-
-
-INT64_MAX = 2**63 - 1
-
-
-def check_int64_product(sizes: Sequence[int], name: str, value, what: str) -> int:
-    """``prod(sizes)`` (exact), or a ValueError naming ``name`` when it overflows int64.
-
-    Sizes, positions and flat indices are int64 in the kernels and NumPy: a
-    product past ``2**63 - 1`` would wrap silently there.
-    """
-    total = 1
-    for n in sizes:
-        total *= int(n)
-    if total > INT64_MAX:
-        raise ValueError(f"`{name}`={value!r} makes {what} of {' x '.join(str(int(n)) for n in sizes)} = "
-                         f"{total}, more than int64 holds (at most 2**63 - 1).")
-    return total
-
-
-def as_bool(value, name: str) -> bool:
-    """Return ``value`` as a bool; only real booleans are accepted."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"`{name}` must be True or False, but got {name}={value!r}.")
-
-
-def normalize_ints(value, rank: int, name: str, minimum: int) -> Tuple[int, ...]:
-    """Normalise an int or a sequence of ``rank`` ints to a tuple of ints.
-
-    Raises TypeError for non-integers (floats, bools, strings) and ValueError
-    for a wrong length or a value below ``minimum``.
-    """
-    if _is_int(value):
-        values = (int(value),) * rank
-    elif isinstance(value, (tuple, list)) and all(_is_int(v) for v in value):
-        if len(value) == 1 and rank > 1:
-            values = (int(value[0]),) * rank
-        elif len(value) != rank:
-            raise ValueError(
-                f"`{name}` must be an int or a sequence of {rank} ints, "
-                f"but got {name}={value!r} ({len(value)} values)."
-            )
-        else:
-            values = tuple(int(v) for v in value)
-    else:
-        raise TypeError(
-            f"`{name}` must be an int or a sequence of {rank} ints, but got {name}={value!r}."
-        )
-    for v in values:
-        if v < minimum:
-            allowed = "positive" if minimum == 1 else f"at least {minimum}"
-            raise ValueError(f"`{name}` must be {allowed}, but got {name}={value!r}.")
-        if v > INT64_MAX:
-            raise ValueError(f"`{name}` must be at most 2**63 - 1 (sizes are int64), but got {name}={value!r}.")
-    return values
 
 
 # --------------------------------------------------------------------------- #
@@ -322,7 +257,7 @@ class PoolSpec:
         is_pairs = (isinstance(padding, (tuple, list)) and len(padding) > 0
                     and all(isinstance(p, (tuple, list)) for p in padding))
         if is_pairs:
-            if len(padding) != rank or not all(len(p) == 2 and all(_is_int(v) for v in p) for p in padding):
+            if len(padding) != rank or not all(len(p) == 2 and all(is_int(v) for v in p) for p in padding):
                 raise ValueError(
                     f"`padding` given per side must be {rank} (before, after) pairs of ints, "
                     f"but got padding={padding!r}.")
@@ -334,7 +269,7 @@ class PoolSpec:
                                  f"but got padding={padding!r}.")
             return pairs
         if rank == 1 and isinstance(padding, (tuple, list)) and len(padding) == 2 \
-                and all(_is_int(v) for v in padding):
+                and all(is_int(v) for v in padding):
             raise ValueError(f"`padding` for 1-D pooling is an int or one (before, after) pair per axis: "
                              f"write padding=(({padding[0]}, {padding[1]}),) to pad {padding[0]} before "
                              f"and {padding[1]} after, but got padding={tuple(padding)!r}.")
@@ -409,7 +344,7 @@ class PoolSpec:
 def normalize_output_size(output_size, sizes: Sequence[int], name: str = "output_size") -> Tuple[int, ...]:
     """Adaptive pooling target: an int or a sequence with ints or None (keep that size)."""
     rank = len(sizes)
-    if output_size is None or _is_int(output_size):
+    if output_size is None or is_int(output_size):
         values = (output_size,) * rank
     elif isinstance(output_size, (tuple, list)):
         if len(output_size) != rank:
@@ -423,7 +358,7 @@ def normalize_output_size(output_size, sizes: Sequence[int], name: str = "output
     for v, n in zip(values, sizes):
         if v is None:
             result.append(int(n))
-        elif not _is_int(v):
+        elif not is_int(v):
             raise TypeError(f"`{name}` entries must be ints or None, but got {name}={output_size!r}.")
         elif v < 1:
             raise ValueError(f"`{name}` must be positive, but got {name}={output_size!r}.")

@@ -15,28 +15,11 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from .args import CHANNELS_FIRST, CHANNELS_LAST, check_axes, format_kind, format_rank
+from .reductions import AVG, EXACT, WIDENED, Reduction
+
 __all__ = ["CHANNELS_FIRST", "CHANNELS_LAST", "Layout", "DtypePolicy", "as_input_array", "dtype_policy",
-           "check_axes", "format_rank", "merge_pooled", "resolve_axes"]
-
-_FORMATS = {
-    1: {"NCL": "first", "NLC": "last"},
-    2: {"NCHW": "first", "NHWC": "last"},
-    3: {"NCDHW": "first", "NDHWC": "last"},
-}
-_GENERIC = {"CHANNELS_FIRST": "first", "CHANNELS_LAST": "last"}
-#: PyTorch's channels-first name per rank: the default ``data_format`` of the fixed-rank API.
-CHANNELS_FIRST = {rank: next(k for k, v in names.items() if v == "first") for rank, names in _FORMATS.items()}
-#: The channels-last name per rank.
-CHANNELS_LAST = {rank: next(k for k, v in names.items() if v == "last") for rank, names in _FORMATS.items()}
-
-
-def format_rank(data_format) -> Optional[int]:
-    """The rank a rank-specific ``data_format`` name ("NCHW", "NLC", ...) fixes; None for others."""
-    if isinstance(data_format, str):
-        for rank, names in _FORMATS.items():
-            if data_format.upper() in names:
-                return rank
-    return None
+           "float_policy", "check_axes", "format_rank", "merge_pooled", "resolve_axes"]
 
 
 def is_dask_array(x) -> bool:
@@ -100,29 +83,33 @@ def _is_bfloat16(dt: np.dtype) -> bool:
     return dt.name == "bfloat16"
 
 
-@functools.lru_cache(maxsize=64)
-def dtype_policy(dtype: np.dtype, op: str) -> DtypePolicy:
-    """Check ``dtype`` for pooling ``op`` ("max", "min", "avg" or "sum") and pick the compute dtype.
+@functools.lru_cache(maxsize=256)
+def dtype_policy(dtype: np.dtype, reduction: Reduction, taps: Optional[int] = None) -> DtypePolicy:
+    """Check ``dtype`` for ``reduction`` and pick the compute dtype (the record's dtype rule).
 
     float32/float64 compute as themselves; float16 and bfloat16 compute in
-    float32 and come back in their own dtype. Integers and bool are exact under
-    max and min pooling (bool computes as uint8); sums of integers and bool run
-    and return in int64; average pooling of integers raises, as it would have to round.
+    float32 and come back in their own dtype.  Integers and bool: computed as
+    they are (bool as uint8) by :data:`~poolkit.core.reductions.EXACT`
+    reductions, summed and returned in int64 by
+    :data:`~poolkit.core.reductions.WIDENED` ones (with ``taps``, the taps of a
+    window, in float32 or float64 when that type holds every sum exactly), and
+    refused otherwise, as they would have to round.
     """
     dt = np.dtype(dtype)
+    is_float = dt.kind == "f" or _is_bfloat16(dt)
+    if is_float and not reduction.floats:
+        raise TypeError(f"{reduction.title} pooling takes integers and bool only, but got dtype={dt}.")
     if dt in (np.float32, np.float64):
         return DtypePolicy(dt, dt)
     if dt == np.float16 or _is_bfloat16(dt):
         return DtypePolicy(np.dtype(np.float32), dt)
-    if dt.kind in "iub" and op == "sum":
-        return DtypePolicy(np.dtype(np.int64), np.dtype(np.int64))
-    if dt.kind == "b" and op in ("max", "min"):
-        return DtypePolicy(np.dtype(np.uint8), dt)
+    if dt.kind in "iub" and reduction.integers == WIDENED:
+        return DtypePolicy(_exact_sum_type(dt, taps), np.dtype(np.int64))
+    if dt.kind in "iub" and reduction.integers == EXACT:
+        return DtypePolicy(np.dtype(np.uint8) if dt.kind == "b" else dt, dt)
     if dt.kind in "iu":
-        if op in ("max", "min"):
-            return DtypePolicy(dt, dt)
         raise TypeError(
-            f"{_OP_NAMES.get(op, op)} pooling of integer input (dtype={dt}) would have to round; "
+            f"{reduction.title} pooling of integer input (dtype={dt}) would have to round; "
             f"cast it first, e.g. x.astype(np.float32).")
     if dt.kind == "f":
         raise TypeError(f"dtype={dt} is not supported: use float16, float32, float64 or bfloat16.")
@@ -131,37 +118,23 @@ def dtype_policy(dtype: np.dtype, op: str) -> DtypePolicy:
         f"supported: float16, float32, float64, bfloat16, and integers and bool for max, min and sum pooling.")
 
 
-_OP_NAMES = {"avg": "average", "lp": "Lp"}
+def _exact_sum_type(dt: np.dtype, taps: Optional[int]) -> np.dtype:
+    """Where integer sums over windows of ``taps`` run: a float type that holds every sum exactly, on the
+    vectorised kernels -- integers of up to 16 bits over up to 256 taps stay below 2**24 (float32, half the
+    memory traffic), of up to 32 bits over up to 2**20 taps below 2**53 (float64) -- else int64."""
+    if taps is not None and dt.itemsize <= 4 and taps <= 2**20:
+        return np.dtype(np.float32 if dt.itemsize <= 2 and taps <= 256 else np.float64)
+    return np.dtype(np.int64)
+
+
+def float_policy(dtype: np.dtype) -> DtypePolicy:
+    """The policy of gradients (and other float-only data): floats only, float16 and bfloat16 in float32."""
+    return dtype_policy(dtype, AVG)
 
 
 # --------------------------------------------------------------------------- #
 # layout
 # --------------------------------------------------------------------------- #
-def _format_kind(data_format: str, rank: int) -> str:
-    if not isinstance(data_format, str):
-        raise TypeError(f"`data_format` must be a string, but got data_format={data_format!r}.")
-    key = data_format.upper()
-    kinds = dict(_FORMATS.get(rank, {}), **_GENERIC)
-    if key not in kinds:
-        allowed = ", ".join(repr(k) for k in list(_FORMATS.get(rank, {})) + ["channels_first", "channels_last"])
-        raise ValueError(f"`data_format` must be one of {allowed} for {rank}-D pooling, "
-                         f"but got data_format={data_format!r}.")
-    return kinds[key]
-
-
-def check_axes(axes, rank: int) -> Tuple[int, ...]:
-    """``axes`` as a tuple of ``rank`` ints (an int for rank 1), or a clear error; ranges are checked against
-    an array's dimensions by :func:`resolve_axes`."""
-    if isinstance(axes, (int, np.integer)) and not isinstance(axes, bool):
-        axes = (axes,)
-    if not isinstance(axes, (tuple, list)) or not all(
-            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
-        raise TypeError(f"`axes` must be an int or a tuple of ints, but got axes={axes!r}.")
-    if len(axes) != rank:
-        raise ValueError(f"`axes` must name {rank} axes for {rank}-D pooling, but got axes={tuple(axes)!r}.")
-    return tuple(int(a) for a in axes)
-
-
 def resolve_axes(shape: Tuple[int, ...], rank: int, data_format: str, axes,
                  name: str = "x") -> Tuple[Tuple[int, ...], Optional[int]]:
     """Which axes of an array of ``shape`` are pooled, and which (if any) is the channel axis.
@@ -180,7 +153,7 @@ def resolve_axes(shape: Tuple[int, ...], rank: int, data_format: str, axes,
         if len(set(norm)) != len(norm):
             raise ValueError(f"`axes` must not repeat an axis, but got axes={tuple(axes)!r}.")
         return tuple(norm), None
-    kind = _format_kind(data_format, rank)
+    kind = format_kind(data_format, rank)
     if ndim not in (rank + 1, rank + 2):
         raise ValueError(
             f"`{name}` must have {rank + 2} dimensions (batched) or {rank + 1} (unbatched) for "

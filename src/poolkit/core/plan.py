@@ -2,9 +2,10 @@
 
 A :class:`Plan` says how to pool a canonical ``(B, D, H, W, C)`` array: the
 windows along D, H and W (1-D and 2-D pooling use trivial leading axes), the
-reduction and its options.  Backends never see user arguments, only plans.
+reduction (a record of :mod:`poolkit.core.reductions`, whose rules the backends
+read) and its options.  Backends never see user arguments, only plans.
 
-Max pooling records, for every output, the *offset* of the winning tap inside
+Max and min pooling record, for every output, the *offset* of the winning tap inside
 its window, ``(jd * KH + jh) * KW + jw``, in one byte when the window has fewer
 than 255 taps (four or eight bytes for wider windows, see :attr:`Plan.off_dtype`).  That is all backward needs; PyTorch-style flat indices are
 derived from it on request (:func:`offsets_to_indices`).
@@ -17,10 +18,11 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .geometry import Axis
+from .geometry import Axis, trivial_axis
+from .reductions import Reduction
 
-__all__ = ["Plan", "make_plan", "off_dtype_for", "offsets_to_indices", "sentinel_for", "lowest", "nan_value",
-           "check_offsets", "invalid_offsets", "divs_dtype", "empty_value", "ignored_mask", "highest", "worst"]
+__all__ = ["Plan", "make_plan", "off_dtype_for", "offsets_to_indices", "sentinel_for", "check_offsets",
+           "invalid_offsets", "divs_dtype", "ignored_mask"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,8 +31,9 @@ class Plan:
 
     Attributes
     ----------
-    op : {"max", "min", "avg"}
-        "max" and "min" keep winners (offsets); "avg" also sums (``divide=False``).
+    reduction : Reduction
+        The op and its rules: who wins (and so keeps offsets), whether sums are divided,
+        padding and empty-window values.
     axes : tuple of three Axis
         Windows along D, H, W.
     in_shape, out_shape : tuple of five ints
@@ -39,18 +42,15 @@ class Plan:
         ``nan_policy="ignore"``: NaN elements are left out of their windows.
     count_include_pad : bool
     divisor_override : int or None
-    divide : bool
-        False for sum pooling: the window sums stand (the divisor is 1).
     """
 
-    op: str
+    reduction: Reduction
     axes: Tuple[Axis, Axis, Axis]
     in_shape: Tuple[int, int, int, int, int]
     out_shape: Tuple[int, int, int, int, int]
     nan_ignore: bool = False
     count_include_pad: bool = True
     divisor_override: Optional[int] = None
-    divide: bool = True
     # Per-plan values a backend derives once (kernel tables and the like), keyed by backend.
     scratch: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -60,6 +60,16 @@ class Plan:
         state = dict(self.__dict__)
         state["scratch"] = {}
         return state
+
+    @property
+    def op(self) -> str:
+        """The reduction's name (for messages and kernel names; backends read :attr:`reduction`)."""
+        return self.reduction.name
+
+    @property
+    def divide(self) -> bool:
+        """False for sums: the window sums stand (the divisor is 1)."""
+        return self.reduction.divides
 
     @functools.cached_property
     def taps(self) -> Tuple[int, int, int]:
@@ -141,14 +151,12 @@ def sentinel_for(off_dtype: np.dtype) -> int:
 
 
 @functools.lru_cache(maxsize=512)
-def make_plan(op: str, axes: Tuple[Axis, ...], batch: int, channels: int, nan_ignore: bool = False,
-              count_include_pad: bool = True, divisor_override: Optional[int] = None, divide: bool = True) -> Plan:
+def make_plan(reduction: Reduction, axes: Tuple[Axis, ...], batch: int, channels: int, nan_ignore: bool = False,
+              count_include_pad: bool = True, divisor_override: Optional[int] = None) -> Plan:
     """Build (and cache) the plan for ``axes`` (1 to 3 of them, padded up to D, H, W)."""
-    from .geometry import trivial_axis
-
     d, h, w = (trivial_axis(),) * (3 - len(axes)) + tuple(axes)
-    return Plan(op, (d, h, w), (batch, d.size, h.size, w.size, channels), (batch, d.out, h.out, w.out, channels),
-                nan_ignore, count_include_pad, divisor_override, divide)
+    return Plan(reduction, (d, h, w), (batch, d.size, h.size, w.size, channels),
+                (batch, d.out, h.out, w.out, channels), nan_ignore, count_include_pad, divisor_override)
 
 
 def _tap_of(off: np.ndarray, plan: Plan):
@@ -173,46 +181,11 @@ def offsets_to_indices(off: np.ndarray, plan: Plan) -> np.ndarray:
     return idx
 
 
-@functools.lru_cache(maxsize=None)
-def lowest(dtype: np.dtype):
-    """What a max over no element gives, and what padding holds for max: -inf, or the integer minimum."""
-    dtype = np.dtype(dtype)
-    return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
-
-
-@functools.lru_cache(maxsize=None)
-def highest(dtype: np.dtype):
-    """What a min over no element gives, and what padding holds for min: +inf, or the integer maximum."""
-    dtype = np.dtype(dtype)
-    return dtype.type(np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).max)
-
-
-def worst(dtype: np.dtype, op: str = "max"):
-    """The value no element loses to under ``op`` ("max" or "min"): :func:`lowest` or :func:`highest`."""
-    return highest(dtype) if op == "min" else lowest(dtype)
-
-
-@functools.lru_cache(maxsize=None)
-def nan_value(dtype: np.dtype, op: str = "max"):
-    """What a window whose elements are all ignored gives under max/min pooling: NaN (integers have
-    none: :func:`worst`)."""
-    dtype = np.dtype(dtype)
-    return dtype.type(np.nan) if dtype.kind == "f" else worst(dtype, op)
-
-
 def divs_dtype(dtype: np.dtype) -> np.dtype:
     """dtype of the per-output divisors kept when elements are ignored: the data's float type, float64
     for integer sums (a window with no element left gets a NaN divisor: no gradient)."""
     dtype = np.dtype(dtype)
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
-
-
-def empty_value(dtype: np.dtype, plan: Plan):
-    """What a window whose elements are all ignored gives: NaN (integers: the minimum for max, the
-    maximum for min) for max, min and mean; 0 for a sum (as ``np.nansum``)."""
-    if plan.op == "avg":
-        return nan_value(dtype) if plan.divide else np.dtype(dtype).type(0)
-    return nan_value(dtype, plan.op)
 
 
 def ignored_mask(x: np.ndarray, plan: Plan, skip: Optional[np.ndarray]) -> np.ndarray:

@@ -3,8 +3,9 @@
 Dask arrays
 -----------
 Every forward pooling function (strided 1-D/2-D/3-D and N-d ``axes=``, adaptive,
-global, ``max_unpool*``) accepts a ``dask.array.Array`` and returns a lazy Dask
-array; nothing is computed until you call ``.compute()`` (or store the result).
+global, ``max_unpool*``, fractional max and spatial pyramid pooling) accepts a
+``dask.array.Array`` and returns a lazy Dask array; nothing is computed until
+you call ``.compute()`` (or store the result).
 Values, dtypes and ``return_indices`` -- flat positions within the *whole*
 input plane, not within a chunk -- are identical to those of the same call on
 ``np.asarray(x)``, for any chunking (``pip install 'poolkit[dask]'``)::
@@ -21,13 +22,16 @@ halo from the next chunks (``dask.array.overlap.overlap``).  Other axes keep
 their chunks.  Each task pools its block with the ordinary in-memory kernels,
 its windows restricted to the block (:func:`poolkit.core.geometry.restrict_axis`)
 so that padding, ``ceil_mode``, dilation and divisors are those of the whole
-array; the task graph has a few tasks per chunk.  Global pooling and
-``max_unpool*`` need whole planes (a sum's order, indices anywhere in the
-plane): they rechunk the pooled axes to one chunk.
+array; the task graph has a few tasks per chunk.  Global pooling,
+``max_unpool*`` and fractional max pooling need whole planes (a sum's order,
+indices anywhere in the plane, windows drawn per plane): they rechunk the pooled
+axes to one chunk (:func:`per_plane`).  Spatial pyramid pooling is adaptive
+pooling level by level, each level through :func:`run_forward`.
 
-Threads: Dask supplies the parallelism, so kernels inside Dask tasks run on
-one thread.  ``dask.config.set({"poolkit.threads": n})`` while building the
-graph gives each task ``n`` threads instead (for few, large chunks).
+Threads, one policy for every task of this engine (:func:`task_threads`): Dask
+supplies the parallelism, so kernels inside Dask tasks run on one thread.
+``dask.config.set({"poolkit.threads": n})`` while building the graph gives each
+task ``n`` threads instead (for few, large chunks).
 
 Not lazy: backward functions, ``grad_output`` and layers in training raise
 TypeError for a Dask array.  Errors that depend on values (``max_unpool``
@@ -36,16 +40,16 @@ indices out of range) raise when the graph is computed.
 from __future__ import annotations
 
 import dataclasses
-import numbers
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .eager import Prepared
-from .eager import run_forward as _pool_in_memory
+from ..core.args import is_int
 from ..core.geometry import Axis, restrict_axis, trivial_axis
 from ..core.layout import Layout, is_dask_array
 from ..core.threads import threads
+from .eager import run_forward as _pool_in_memory
+from .prepare import Prepared
 
 __all__ = ["run_forward", "per_plane", "task_threads", "THREADS_KEY"]
 
@@ -59,7 +63,7 @@ def task_threads() -> int:
 
     n = dask.config.get(THREADS_KEY, 1)
     top = numba.config.NUMBA_NUM_THREADS
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= int(n) <= top:
+    if not is_int(n) or not 1 <= int(n) <= top:
         raise ValueError(f"dask.config `{THREADS_KEY}` must be an int from 1 to {top} (NUMBA_NUM_THREADS), "
                          f"but got {n!r}.")
     return int(n)
@@ -233,13 +237,17 @@ def run_forward(p: Prepared, x, *, mask=None, return_indices: bool = False, keep
     return y, idx, None
 
 
-def per_plane(fn: Callable, arrays: Sequence, pooled: Sequence[int], sizes: Sequence[int], dtype) -> Any:
+def per_plane(fn: Callable, arrays: Sequence, pooled: Sequence[int], sizes: Sequence[int],
+              dtypes: Union[Any, Tuple[Any, ...]], side: Optional[np.ndarray] = None) -> Any:
     """``fn(*blocks, shape)`` on whole planes of ``arrays`` (NumPy or Dask, same shape), lazily.
 
     The pooled axes become one chunk each (the other axes keep the first Dask
     array's chunks); ``fn`` gets the blocks and the shape of its result, whose
     pooled axes have ``sizes``.  For work whose reads or writes may land
-    anywhere in a plane (``max_unpool``).
+    anywhere in a plane (``max_unpool``, fractional windows).  ``side``: a NumPy
+    array with one row per plane, of shape ``(non-pooled axes..., k)``; ``fn``
+    then gets its block's rows after the blocks.  ``dtypes``: one dtype, or a
+    tuple of them when ``fn`` returns that many arrays (each comes back lazy).
     """
     import dask.array as da
 
@@ -251,9 +259,18 @@ def per_plane(fn: Callable, arrays: Sequence, pooled: Sequence[int], sizes: Sequ
     args: List[Any] = []
     for a in ds:
         args += [a, ind]
-    return da.blockwise(_plane_block, ind, *args, adjust_chunks={ax: (int(n),) for ax, n in zip(pooled, sizes)},
-                        meta=np.empty((0,) * lazy.ndim, dtype=dtype), fn=fn, pooled=tuple(pooled),
-                        sizes=tuple(sizes), n_threads=task_threads())
+    if side is not None:
+        others = tuple(ax for ax in ind if ax not in pooled)
+        rows = da.from_array(side, chunks=tuple(ds[0].chunks[ax] for ax in others) + (side.shape[-1],))
+        args += [rows, others + (lazy.ndim,)]            # its last axis is not in the output: whole per task
+    many = isinstance(dtypes, tuple)
+    metas = [np.empty((0,) * lazy.ndim, dtype=d) for d in (dtypes if many else (dtypes,))]
+    out = da.blockwise(_plane_block, ind, *args, adjust_chunks={ax: (int(n),) for ax, n in zip(pooled, sizes)},
+                       concatenate=True, meta=metas[-1] if many else metas[0], fn=fn, pooled=tuple(pooled),
+                       sizes=tuple(sizes), n_threads=task_threads())
+    if not many:
+        return out
+    return tuple(out.map_blocks(_pick, i, dtype=m.dtype, meta=m) for i, m in enumerate(metas))
 
 
 def _plane_block(*blocks, fn: Callable, pooled: Tuple[int, ...], sizes: Tuple[int, ...], n_threads: int):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.geometry import Axis, PoolSpec
 from ..core.plan import make_plan
+from ..core.reductions import AVG
 from ..functional import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward, output_shape
 from .parse import ExplainError, parse_flag, parse_matrix, parse_modes, parse_norm_type, parse_pair
 from .words import TEXT, explain_shape, words_for
@@ -214,7 +215,7 @@ def explain_results(input, kernel_size, stride, padding, dilation, ceil_mode, mo
 
     def divisors(include_pad: bool) -> np.ndarray:
         # The divisors the backends use: taps inside the padded input (PyTorch's default) or the input.
-        plan = make_plan("avg", axes, 1, 1, count_include_pad=include_pad)
+        plan = make_plan(AVG, axes, 1, 1, count_include_pad=include_pad)
         return cast(np.ndarray, plan.base_divisor)[0]                   # (OD=1, OH, OW) -> (OH, OW)
 
     common = {

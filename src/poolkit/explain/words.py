@@ -11,59 +11,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..core.geometry import PoolSpec, adaptive_axis, dim_names
-from .axis import count_axis
+from ..core.geometry import PoolSpec, adaptive_axis
+# The per-axis account of output sizes lives below the library (output_shape(..., explain=True) uses it).
+from ..core.shape_text import AXIS, describe_axis, describe_shape
 from .parse import ExplainError
 
 __all__ = ["AXIS", "TEXT", "FIGURE", "PAGE", "LANGS", "words_for", "explain_axis", "explain_shape", "explain_adaptive"]
-
-#: How each axis's output length comes out (``output_shape(..., explain=True)``).
-AXIS = {
-    "en": {
-        "head": "{name}: input {size}, padding {pb}+{pa} -> {padded} positions; window spans {span}.",
-        "reject": "{name}: the window ({span}) is longer than the padded input ({padded}): "
-                  "no window fits, so this configuration is rejected.",
-        "floor": "{name}: out = floor(({padded} - {span}) / {stride}) + 1 = {out}.",
-        "ceil": "{name}: out = ceil(({padded} - {span}) / {stride}) + 1 = {out}.",
-        "lost": "{name}: the last {left} position(s) fit no whole window, so input {what} never read",
-        "lost_one": "position {a} is",
-        "lost_many": "positions {a}..{b} are",
-        "lost_ceil": "; ceil_mode=True would add a partial window starting at {start}.",
-        "lost_ceil_no": "; ceil_mode=True would not help: its extra window would start at {start}, "
-                        "past the input.",
-        "pad_only": "{name}: the last {left} position(s) fit no whole window, but they are all "
-                    "padding: no input is lost.",
-        "gap": "{name}: stride {stride} is longer than the window span {span}: {gap} position(s) "
-               "between neighbouring windows are never read.",
-        "dropped": "{name}: ceil_mode's last window would start at {start}, past the input and its "
-                   "left padding, so it is dropped: out = {out}.",
-        "added": "{name}: ceil_mode added a partial window starting at {start} (it runs past the end; "
-                 "its missing taps count as padding).",
-        "adaptive": "{name}: adaptive {size} -> {out}: window o spans "
-                    "[floor(o*{size}/{out}), ceil((o+1)*{size}/{out})): {spans}.",
-    },
-    "zh": {
-        "head": "{name}：输入 {size}，填充 {pb}+{pa}，共 {padded} 个位置；窗口跨度 {span}。",
-        "reject": "{name}：窗口（{span}）比填充后的输入（{padded}）还长，放不下任何一个窗口，"
-                  "所以这个配置无效。",
-        "floor": "{name}：out = floor(({padded} - {span}) / {stride}) + 1 = {out}。",
-        "ceil": "{name}：out = ceil(({padded} - {span}) / {stride}) + 1 = {out}。",
-        "lost": "{name}：最后 {left} 个位置凑不满一个窗口，输入的{what}不会被读到",
-        "lost_one": "第 {a} 个位置",
-        "lost_many": "第 {a}..{b} 个位置",
-        "lost_ceil": "；ceil_mode=True 会从 {start} 开始补一个不完整的窗口。",
-        "lost_ceil_no": "；ceil_mode=True 也无济于事：多出的窗口将从 {start} 开始，已在输入之外。",
-        "pad_only": "{name}：最后 {left} 个位置凑不满一个窗口，但这些位置都是填充，没有丢失输入。",
-        "gap": "{name}：步长 {stride} 大于窗口跨度 {span}，相邻窗口之间有 {gap} 个位置不会被读到。",
-        "dropped": "{name}：ceil_mode 的最后一个窗口将从 {start} 开始，已超出输入及其左侧填充，"
-                   "因此被舍弃：out = {out}。",
-        "added": "{name}：ceil_mode 增加了一个从 {start} 开始的不完整窗口（它超出了末端，"
-                 "缺少的位置按填充处理）。",
-        "adaptive": "{name}：自适应 {size} -> {out}：第 o 个窗口覆盖 "
-                    "[floor(o*{size}/{out}), ceil((o+1)*{size}/{out}))：{spans}。",
-    },
-}
-
 
 #: The terminal walk-through (:func:`.text.render_text`).
 TEXT = {
@@ -383,32 +336,11 @@ def words_for(table: dict, lang, option: str = "lang") -> dict:
 
 def explain_axis(name: str, size: int, kernel: int, stride: int, dilation: int,
                  pad_before: int, pad_after: int, ceil_mode: bool, lang: str = "en") -> str:
-    """How the output length along one axis comes out, in words and numbers.
+    """How the output length along one axis comes out, in words and numbers, in ``lang``.
 
-    Says which input positions no window reads, which window ``ceil_mode``
-    added or dropped, and why a configuration is rejected.  Every count is
-    :func:`poolkit.core.geometry.output_size`'s (through :func:`.axis.count_axis`),
-    so the account always agrees with the shape poolkit computes.
-
-    Parameters
-    ----------
-    name : str
-        The axis's name in the sentences ("H", "W", "L", ...).
-    size, kernel, stride, dilation, pad_before, pad_after : int
-        The axis's input length and window parameters.
-    ceil_mode : bool
-    lang : {"en", "zh"}
-        Language of the sentences (zh: Chinese).
-
-    Returns
-    -------
-    text : str
-        Two to four lines, each starting with ``name``.
-
-    Raises
-    ------
-    ExplainError
-        (a ValueError) if ``lang`` is not "en" or "zh".
+    :func:`poolkit.core.shape_text.describe_axis` (the sentences ``output_shape(..., explain=True)``
+    prints) with the phrases of ``lang`` ("en" or "zh"); raises :class:`ExplainError`
+    (a ValueError) for another language.
 
     Examples
     --------
@@ -417,68 +349,20 @@ def explain_axis(name: str, size: int, kernel: int, stride: int, dilation: int,
     W: out = floor((5 - 2) / 2) + 1 = 2.
     W: the last 1 position(s) fit no whole window, so input position 4 is never read; ceil_mode=True would add a partial window starting at 4.
     """
-    words = words_for(AXIS, lang)
-    c = count_axis(size, kernel, stride, dilation, pad_before, pad_after, ceil_mode)
-    span_txt = f"{c.span}" if dilation == 1 else f"{dilation}*({kernel}-1)+1 = {c.span}"
-    lines = [words["head"].format(name=name, size=size, pb=pad_before, pa=pad_after, padded=c.padded,
-                                  span=span_txt)]
-    if c.rejected:
-        lines.append(words["reject"].format(name=name, span=c.span, padded=c.padded))
-        return "\n".join(lines)
-    if stride > c.span and c.floor_out > 1:
-        lines.append(words["gap"].format(name=name, stride=stride, span=c.span, gap=stride - c.span))
-    if not ceil_mode:
-        lines.append(words["floor"].format(name=name, padded=c.padded, span=c.span, stride=stride, out=c.out))
-        left = c.unread_tail
-        if left:
-            if c.floor_end >= size:
-                lines.append(words["pad_only"].format(name=name, left=left))
-            else:
-                a, b = max(c.floor_end, 0), size - 1
-                what = (words["lost_one"] if a == b else words["lost_many"]).format(a=a, b=b)
-                helps = c.ceil_out > c.floor_out
-                tail = words["lost_ceil" if helps else "lost_ceil_no"].format(start=c.next_start)
-                lines.append(words["lost"].format(name=name, left=left, what=what) + tail)
-        return "\n".join(lines)
-    lines.append(words["ceil"].format(name=name, padded=c.padded, span=c.span, stride=stride, out=c.formula_out))
-    if c.dropped:
-        # Possible even when floor and ceil agree: with large right padding
-        # (per-side pairs) ceil_mode can return one window fewer than floor mode.
-        lines.append(words["dropped"].format(name=name, start=c.next_start, out=c.out))
-    elif c.out > c.floor_out:
-        lines.append(words["added"].format(name=name, start=c.last_start))
-    return "\n".join(lines)
+    return describe_axis(words_for(AXIS, lang), name, size, kernel, stride, dilation, pad_before, pad_after,
+                         ceil_mode)
 
 
 def explain_shape(spec: PoolSpec, sizes: Sequence[int], lang: str = "en") -> str:
-    """:func:`explain_axis` for every axis: the text of ``poolkit.output_shape(..., explain=True)``.
-
-    Parameters
-    ----------
-    spec : PoolSpec
-        The normalised pooling arguments.
-    sizes : sequence of int
-        The pooled (spatial) input sizes, one per axis of ``spec``.
-    lang : {"en", "zh"}
-
-    Returns
-    -------
-    text : str
-        The axes' accounts, one after another; axes named as in error messages.
+    """:func:`explain_axis` for every axis (:func:`poolkit.core.shape_text.describe_shape` in ``lang``).
 
     Examples
     --------
-    >>> print(explain_shape(PoolSpec.from_args(2, 2), (4, 5)))
-    H: input 4, padding 0+0 -> 4 positions; window spans 2.
-    H: out = floor((4 - 2) / 2) + 1 = 2.
-    W: input 5, padding 0+0 -> 5 positions; window spans 2.
-    W: out = floor((5 - 2) / 2) + 1 = 2.
-    W: the last 1 position(s) fit no whole window, so input position 4 is never read; ceil_mode=True would add a partial window starting at 4.
+    >>> print(explain_shape(PoolSpec.from_args(1, 2), (4,)))
+    L: input 4, padding 0+0 -> 4 positions; window spans 2.
+    L: out = floor((4 - 2) / 2) + 1 = 2.
     """
-    pads = spec.pads(sizes)
-    return "\n".join(explain_axis(name, n, k, s, d, pb, pa, spec.ceil_mode, lang)
-                     for name, n, k, s, d, (pb, pa) in zip(dim_names(spec.rank), sizes, spec.kernel, spec.stride,
-                                                           spec.dilation, pads))
+    return describe_shape(words_for(AXIS, lang), spec, sizes)
 
 
 def explain_adaptive(name: str, size: int, out: int, lang: str = "en") -> str:

@@ -55,7 +55,7 @@ def round_half_even(s: np.ndarray, n: np.ndarray, bits: int = 64) -> np.ndarray:
 
 
 def _sum_pool(a: np.ndarray, spec: Spec) -> np.ndarray:
-    from .. import sum_pool
+    from ..functional import sum_pool
 
     return sum_pool(a, spec.kernel, ceil_mode=True, axes=spec.axes)
 
@@ -143,7 +143,7 @@ def reduce_once(a: np.ndarray, spec: Spec) -> np.ndarray:
 
         return max_pool(a, spec.kernel, ceil_mode=True, axes=spec.axes)
     if spec.method == "min":
-        from .. import min_pool
+        from ..functional import min_pool
 
         return min_pool(a, spec.kernel, ceil_mode=True, axes=spec.axes)
     if a.dtype.kind in "iu":

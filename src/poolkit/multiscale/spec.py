@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..core.args import is_int, is_real     # poolkit's one "an int but not a bool"
 
 __all__ = ["Spec", "METHODS", "EDGES", "level_shapes", "normalize", "check_levels", "default_levels", "schedule"]
 
@@ -48,10 +49,6 @@ class Spec:
 # --------------------------------------------------------------------------- #
 # validation
 # --------------------------------------------------------------------------- #
-def is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
 def _check_dtype(dtype: np.dtype, method: str) -> None:
     name = str(dtype)
     if dtype.kind not in "biuf" and name != "bfloat16":
@@ -161,9 +158,9 @@ def check_scale(scale, ndim: int, name: str = "scale") -> Optional[Tuple[float, 
     """Pixel sizes, one per axis of ``x`` (or one for all): positive finite numbers."""
     if scale is None:
         return None
-    seq = (scale,) * ndim if isinstance(scale, numbers.Real) and not isinstance(scale, bool) else scale
+    seq = (scale,) * ndim if is_real(scale) else scale
     ok = isinstance(seq, (tuple, list)) and len(seq) == ndim and all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v)) and float(v) > 0
+        is_real(v) and math.isfinite(float(v)) and float(v) > 0
         for v in seq)
     if not ok:
         raise ValueError(f"`{name}` must be a positive number or one per axis ({ndim}), but got {name}={scale!r}.")

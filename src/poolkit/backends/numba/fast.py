@@ -32,15 +32,15 @@ dilation 1, ``(KH, KW, SW)`` is specialised, and ``nan_policy="propagate"``.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from numba import njit
 
 from ...core import threads as _threads
-from ...core import plan as _plan
 from ...core.plan import Plan
 from .jit import Kernel, kernel
+from .kernels import takes_over
 from .simd import AVG, MAX, MIN, NARROW, WIDE, block_width, grad_add_block, grad_tile_block, pool_block
 
 U = np.uint64
@@ -62,7 +62,7 @@ def _max_run(xs, T, rs, vm, vk, KH, KW, SW, OP):
         for jh in range(KH):
             for jw in range(KW):
                 v = xs[i + U(jh) * rs + U(jw)]
-                c = ((v < m) if OP == MIN else (v > m)) | (v != v)    # better, or NaN: PyTorch's rule
+                c = takes_over(v, m, OP)                 # better, or NaN: PyTorch's rule
                 m = v if c else m
                 k = np.int32(jh * KW + jw) if c else k
         vm[t] = m
@@ -175,7 +175,7 @@ def _max_window(xp, th, tw, oh, ow, DH, sentinel, lowest, KW, OP):
         ph = th[0, oh] + jh * DH
         for jw in range(tw[1, ow], tw[2, ow]):
             v = xp[ph, tw[0, ow] + jw]
-            if k == sentinel or ((v < m) if OP == MIN else (v > m)) or v != v:
+            if k == sentinel or takes_over(v, m, OP):
                 m = v
                 k = jh * KW + jw
     return m, k
@@ -449,6 +449,8 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
 
 
 _KERNELS: Dict[Tuple[int, int, int], Dict[str, Kernel]] = {}
+# The forward kernel of each variant (``Reduction.kernel``; a plan reaching here has one) in a kernel set.
+_FORWARD: Dict[Optional[int], str] = {MAX: "max_forward", MIN: "min_forward", AVG: "avg_forward"}
 
 
 def _setup(plan: Plan):
@@ -518,9 +520,9 @@ def max_forward(x: np.ndarray, plan: Plan, parallel: bool):
     kernels, (th, tw, geo), (pin, pout) = s
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
-    kernels[plan.op + "_forward"](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout),
-                                  off.reshape(pout), th, tw, geo, _unit(x.dtype), plan.sentinel,
-                                  _plan.worst(x.dtype, plan.op))
+    red = plan.reduction
+    kernels[_FORWARD[red.kernel]](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout),
+                                  off.reshape(pout), th, tw, geo, _unit(x.dtype), plan.sentinel, red.padding(x.dtype))
     return out, off
 
 
@@ -545,7 +547,7 @@ def avg_forward(x: np.ndarray, plan: Plan, parallel: bool):
     kernels, (th, tw, geo), (pin, pout) = s
     out = np.empty(plan.out_shape, dtype=x.dtype)
     kernels["avg_forward"](pin[0], _nchunks(pin[0], parallel), x.reshape(pin), out.reshape(pout), _NO_OFFSETS,
-                           th, tw, geo, _divisor(plan, x.dtype), 0, _plan.lowest(x.dtype))
+                           th, tw, geo, _divisor(plan, x.dtype), 0, plan.reduction.padding(x.dtype))
     return out
 
 

@@ -8,9 +8,12 @@ dilation, channels-first (``C == 1``) and channels-last data.
 
 There is one kernel per traversal -- forward over output rows, backward over
 batch entries -- and the reduction (:data:`MAX`, :data:`MIN` or :data:`AVG`,
-which also sums) is a compile-time constant of each: the branches of the
-others are never compiled into it.  Min pooling's winners go back through the
-max backward kernel.
+which also sums: the ``kernel`` variant of a :class:`~poolkit.core.reductions.Reduction`)
+is a compile-time constant of each: the branches of the others are never
+compiled into it.  :data:`FORWARD` and :data:`BACKWARD` hold them by variant;
+min pooling's winners go back through the max backward kernel.  The max rule
+itself is one inline function, :func:`takes_over`, shared by every Numba kernel
+that picks a winner.
 
 Forward kernels take output rows ``(b, od, oh)`` as work items: every output is
 written by exactly one thread, so results do not depend on the thread count.
@@ -27,9 +30,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ...core.reductions import KERNEL_AVG as AVG, KERNEL_MAX as MAX, KERNEL_MIN as MIN
 from .jit import kernel
 
-MAX, AVG, MIN = 0, 1, 2
+__all__ = ["MAX", "AVG", "MIN", "takes_over", "FORWARD", "BACKWARD", "scatter"]
+
+
+@njit(inline="always")
+def takes_over(v, best, OP):
+    """The max rule (PyTorch's): tap ``v`` replaces the running winner ``best`` when it is greater
+    (smaller for ``OP == MIN``) or NaN, so ties go to the first winner and a NaN window reports its
+    last NaN.  Branch-free (``|``, not ``or``): the specialised kernels' loops stay vectorisable.
+
+    (Numba's disk cache does not see edits to an inlined function from another file: after
+    changing this rule, clear the kernel cache.)
+    """
+    return ((v < best) if OP == MIN else (v > best)) | (v != v)
 
 
 @njit(inline="always")
@@ -43,9 +59,9 @@ def _output_row(r, OD, OH, tab):
 
 @njit(inline="always")
 def _max_tap(out, off, i, v, k, sentinel, OP):
-    # The max rule, tap by tap: the first tap considered wins, then a greater one (a smaller
-    # one for OP == MIN) or a NaN (PyTorch's rule: the last NaN wins). Ignored elements never get here.
-    if off[i] == sentinel or ((v < out[i]) if OP == MIN else (v > out[i])) or v != v:
+    # The max rule, tap by tap: the first tap considered wins, then one that takes over.
+    # Ignored elements never get here.
+    if off[i] == sentinel or takes_over(v, out[i], OP):
         out[i] = v
         off[i] = k
 
@@ -187,6 +203,9 @@ def _make_backward(OP):
 
 max_forward, min_forward, avg_forward = _make_forward(MAX), _make_forward(MIN), _make_forward(AVG)
 max_backward, avg_backward = _make_backward(MAX), _make_backward(AVG)
+#: The kernels by variant (``Reduction.kernel``): min pooling's winners go back as max pooling's.
+FORWARD = {MAX: max_forward, MIN: min_forward, AVG: avg_forward}
+BACKWARD = {MAX: max_backward, MIN: max_backward, AVG: avg_backward}
 
 
 @kernel

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...core import threads as _threads
 from ...core import plan as _plan
-from ...core.plan import Plan, check_offsets, lowest, nan_value
+from ...core.plan import Plan, check_offsets
 from . import fast as _fast
 from . import kernels as K
 
@@ -45,19 +45,18 @@ def _rows(plan: Plan) -> int:
 
 
 def max_forward(x: np.ndarray, plan: Plan, skip=None):
-    """Max pooling, or min pooling when ``plan.op`` is "min" (values and winning taps)."""
+    """Max or min pooling, as ``plan.reduction`` says (values and winning taps)."""
     nt = _threads_for(x.size)
-    if skip is None:
-        fast = _fast.max_forward(x, plan, nt > 1)
-        if fast is not None:
-            return fast
+    fast = _fast.max_forward(x, plan, nt > 1) if skip is None else None      # masks: the generic kernels
+    if fast is not None:
+        return fast
     out = np.empty(plan.out_shape, dtype=x.dtype)
     off = np.empty(plan.out_shape, dtype=plan.off_dtype)
     _, kh, kw = plan.taps
-    forward = K.min_forward if plan.op == "min" else K.max_forward
-    forward(_rows(plan), nt, x, out, off, plan.table, kh, kw, plan.nan_ignore and x.dtype.kind == "f",
-            plan.sentinel, _plan.worst(x.dtype, plan.op), nan_value(x.dtype, plan.op), _UNIT3, False,
-            _dummy(_plan.divs_dtype(x.dtype)), *_skip_args(skip), True)
+    red = plan.reduction
+    K.FORWARD[red.variant](_rows(plan), nt, x, out, off, plan.table, kh, kw, plan.nan_ignore and x.dtype.kind == "f",
+                          plan.sentinel, red.padding(x.dtype), red.empty(x.dtype), _UNIT3, False,
+                          _dummy(_plan.divs_dtype(x.dtype)), *_skip_args(skip), True)
     return out, off
 
 
@@ -86,8 +85,8 @@ def max_backward(grad: np.ndarray, off: np.ndarray, plan: Plan, sealed: bool = F
         gx = np.empty(plan.in_shape, dtype=grad.dtype)
         counts = np.zeros(plan.in_shape[0], dtype=np.int64)
         _, kh, kw = plan.taps
-        K.max_backward(plan.in_shape[0], nt, grad, off, gx, plan.table, kh, kw, plan.sentinel, _UNIT3, False,
-                       _dummy(grad.dtype), _dummy(np.bool_), counts)
+        K.BACKWARD[plan.reduction.variant](plan.in_shape[0], nt, grad, off, gx, plan.table, kh, kw, plan.sentinel,
+                                          _UNIT3, False, _dummy(grad.dtype), _dummy(np.bool_), counts)
         bad = int(counts.sum())
     check_offsets(bad)
     return gx
@@ -105,9 +104,10 @@ def avg_forward(x: np.ndarray, plan: Plan, skip=None):
     out = np.empty(plan.out_shape, dtype=x.dtype)
     dd = _plan.divs_dtype(x.dtype)
     divs = np.empty(plan.out_shape, dtype=dd) if ignoring else _dummy(dd)
-    K.avg_forward(_rows(plan), nt, x, out, _dummy(np.uint8), plan.table, 1, 1, plan.nan_ignore, 0,
-                  lowest(x.dtype), _plan.empty_value(x.dtype, plan), plan.base_divisor.astype(x.dtype),
-                  plan.divisor_override is None and plan.divide, divs, *_skip_args(skip), plan.divide)
+    red = plan.reduction
+    K.FORWARD[red.variant](_rows(plan), nt, x, out, _dummy(np.uint8), plan.table, 1, 1, plan.nan_ignore, 0,
+                          red.padding(x.dtype), red.empty(x.dtype), plan.base_divisor.astype(x.dtype),
+                          plan.divisor_override is None and red.divides, divs, *_skip_args(skip), red.divides)
     return out, ((divs, _plan.ignored_mask(x, plan, skip)) if ignoring else None)
 
 
@@ -119,8 +119,9 @@ def avg_backward(grad: np.ndarray, saved, plan: Plan) -> np.ndarray:
             return fast
     gx = np.empty(plan.in_shape, dtype=grad.dtype)
     divs, ignored = saved if saved is not None else (_dummy(grad.dtype), _dummy(np.bool_))
-    K.avg_backward(plan.in_shape[0], nt, grad, _dummy(np.uint8), gx, plan.table, 1, 1, 0,
-                   plan.base_divisor.astype(grad.dtype), saved is not None, divs, ignored, _NO_COUNT)
+    K.BACKWARD[plan.reduction.variant](plan.in_shape[0], nt, grad, _dummy(np.uint8), gx, plan.table, 1, 1, 0,
+                                      plan.base_divisor.astype(grad.dtype), saved is not None, divs, ignored,
+                                      _NO_COUNT)
     return gx
 
 

@@ -44,10 +44,10 @@ from numba import types
 from numba.core.errors import RequireLiteralValue, TypingError
 from numba.extending import intrinsic
 
+from ...core.reductions import KERNEL_AVG as AVG, KERNEL_MAX as MAX, KERNEL_MIN as MIN   # the op table's variants
+
 __all__ = ["MAX", "AVG", "MIN", "NARROW", "WIDE", "widths", "block_width", "pool_block", "grad_tile_block",
            "grad_add_block"]
-
-MAX, AVG, MIN = 0, 1, 2
 
 #: Block kinds (the ``KIND`` argument): one vector register of lanes, and two.
 NARROW, WIDE = 0, 1

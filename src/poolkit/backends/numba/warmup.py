@@ -45,8 +45,8 @@ def _rank(cfg: Mapping[str, Any], where: str) -> int:
 
 def _check_config(cfg: object, i: int) -> Config:
     """One config, validated by poolkit's own rules; errors say which entry and key."""
+    from ...core.args import format_kind
     from ...core.geometry import PoolSpec
-    from ...core.layout import _format_kind
 
     where = f"configs[{i}]"
     if not isinstance(cfg, Mapping):
@@ -62,16 +62,13 @@ def _check_config(cfg: object, i: int) -> Config:
     op = cfg["op"]
     if op not in ("max", "avg"):
         raise ValueError(f"{where}: `op` must be 'max' or 'avg', but got op={op!r}.")
-    if op == "avg" and "dilation" in cfg:
-        raise ValueError(f"{where}: `dilation` applies to max pooling only, but got op='avg' with "
-                         f"dilation={cfg['dilation']!r}.")
     rank = _rank(cfg, where)
     out: Config = {"op": op, "kernel_size": cfg["kernel_size"], "stride": cfg.get("stride", cfg["kernel_size"]),
                    "padding": cfg.get("padding", 0), "data_format": cfg["data_format"]}
-    if op == "max":
+    if op == "max" or "dilation" in cfg:                # every reduction dilates
         out["dilation"] = cfg.get("dilation", 1)
     try:
-        _format_kind(out["data_format"], rank)
+        format_kind(out["data_format"], rank)
         PoolSpec.from_args(rank, out["kernel_size"], out["stride"], out["padding"], out.get("dilation", 1))
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{where}: {exc}") from None
@@ -79,7 +76,7 @@ def _check_config(cfg: object, i: int) -> Config:
 
 
 def _check_dtypes(dtypes: object) -> List[np.dtype]:
-    from ...core.layout import dtype_policy
+    from ...core.layout import float_policy
 
     if isinstance(dtypes, (str, np.dtype, type)):
         dtypes = (dtypes,)
@@ -101,7 +98,7 @@ def _check_dtypes(dtypes: object) -> List[np.dtype]:
             raise TypeError(f"`dtypes` must hold floating-point dtypes (float16, float32, float64, bfloat16), "
                             f"but got {d!r} in dtypes={dtypes!r}.")
         try:
-            dtype_policy(dt, "avg")
+            float_policy(dt)
         except TypeError as exc:
             raise TypeError(f"`dtypes`: {exc}") from None
         out.append(dt)
@@ -124,9 +121,9 @@ def _sizes(cfg: Config, rank: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
 
 
 def _shape(fmt: str, batch: int, channels: int, sizes: Sequence[int]) -> Tuple[int, ...]:
-    from ...core.layout import _format_kind
+    from ...core.args import format_kind
 
-    if _format_kind(fmt, len(sizes)) == "last":
+    if format_kind(fmt, len(sizes)) == "last":
         return (batch, *sizes, channels)
     return (batch, channels, *sizes)
 
@@ -136,14 +133,13 @@ def _run_once(cfg: Config, rank: int, x: np.ndarray) -> None:
     from ... import functional as F
     from ... import layers
 
-    geometry = dict(kernel_size=cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"])
+    geometry = dict(kernel_size=cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"],
+                    dilation=cfg.get("dilation", 1))
     fmt = cfg["data_format"]
     if cfg["op"] == "max":
-        y, idx = F.max_pool(x, dilation=cfg["dilation"], return_indices=True, data_format=fmt, backend="numba",
-                            **geometry)
+        y, idx = F.max_pool(x, return_indices=True, data_format=fmt, backend="numba", **geometry)
         F.max_pool_backward(np.ones_like(y), idx, x.shape, data_format=fmt, backend="numba")
-        layer = getattr(layers, f"MaxPool{rank}d")(dilation=cfg["dilation"], data_format=fmt, backend="numba",
-                                                   **geometry)
+        layer = getattr(layers, f"MaxPool{rank}d")(data_format=fmt, backend="numba", **geometry)
     else:
         y = F.avg_pool(x, data_format=fmt, backend="numba", **geometry)
         F.avg_pool_backward(np.ones_like(y), x.shape, data_format=fmt, backend="numba", **geometry)
@@ -206,8 +202,8 @@ def warmup(configs: Optional[Iterable[Mapping[str, Any]]] = None, *,
         ``data_format`` (one of the names poolkit accepts: "NCL", "NLC",
         "NCHW", "NHWC", "NCDHW", "NDHWC", or "channels_first" /
         "channels_last" with a tuple ``kernel_size``), and optionally
-        ``stride`` (default: ``kernel_size``), ``padding`` (default 0) and, for
-        max pooling only, ``dilation`` (default 1); values as for
+        ``stride`` (default: ``kernel_size``), ``padding`` (default 0) and
+        ``dilation`` (default 1); values as for
         :func:`poolkit.max_pool`.  Default: the common set, max and average
         pooling with 2-D windows 2x2 stride 2, 3x3 stride 2 padding 1 and 3x3
         stride 1 padding 1 in NCHW and NHWC, 1-D kernel 2 stride 2 (NCL) and

@@ -22,32 +22,32 @@ for max pooling it needs the indices of the forward call
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union, cast
+from typing import List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .engine.eager import check_backend, check_float_grad, check_grad, check_nan_policy
-from .core.geometry import as_bool
-from .core.layout import as_input_array, check_axes, dtype_policy, resolve_axes
-from .functional import (_input_shape, adaptive_avg_pool2d, adaptive_avg_pool_backward, adaptive_max_pool2d,
-    max_pool_backward)
-from .layers import missing_context
+from ..core.args import as_bool, check_input_shape, check_nan_policy, is_int
+from ..core.layout import as_input_array, float_policy, resolve_axes
+from ..core.reductions import AVG, MAX, Reduction
+from ..engine.prepare import check_backend, check_float_grad
+from .adaptive import adaptive
+from .backward import adaptive_avg_pool_backward, max_pool_backward
+from .common import Ints, Pooled
 
-__all__ = ["spatial_pyramid_pool2d", "spatial_pyramid_pool2d_backward", "SpatialPyramidPool2d"]
+__all__ = [
+    "spatial_pyramid_pool2d",
+    "spatial_pyramid_pool2d_backward",
+]
 
-Pooled = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]     # with return_indices: (out, indices)
-Ints = Union[int, Sequence[int]]
-MODES = ("max", "avg")
+#: The reductions a pyramid level may use, by the name ``mode`` takes.
+_BY_MODE = {r.name: r for r in (MAX, AVG)}
+MODES = tuple(_BY_MODE)
 
 
 def check_levels(levels) -> Tuple[int, ...]:
     """``levels`` as a non-empty tuple of positive ints, or a clear error."""
-    def is_int(v):
-        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-
     if not isinstance(levels, (tuple, list)) or not levels or not all(is_int(v) for v in levels):
         raise TypeError(f"`levels` must be a non-empty sequence of positive ints (window grid sizes, "
                         f"e.g. (1, 2, 4)), but got levels={levels!r}.")
@@ -56,10 +56,11 @@ def check_levels(levels) -> Tuple[int, ...]:
     return tuple(int(v) for v in levels)
 
 
-def check_mode(mode) -> str:
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be 'max' or 'avg', but got mode={mode!r}.")
-    return mode
+def check_mode(mode) -> Reduction:
+    """The reduction of ``mode`` ("max" or "avg"), or a ValueError naming it."""
+    if not isinstance(mode, str) or mode not in _BY_MODE:
+        raise ValueError(f"`mode` must be {' or '.join(map(repr, MODES))}, but got mode={mode!r}.")
+    return _BY_MODE[mode]
 
 
 def output_features(channels: int, levels: Sequence[int]) -> int:
@@ -68,7 +69,7 @@ def output_features(channels: int, levels: Sequence[int]) -> int:
 
 
 @dataclass(frozen=True)
-class _Geometry:
+class Geometry:
     """Which axes of an input of ``shape`` are pooled (H, W), which is the channel axis, and the feature order.
 
     With ``data_format`` the channel axis is the named one; with ``axes`` there
@@ -83,7 +84,7 @@ class _Geometry:
     channel: Optional[int]                   # the channel axis; None with `axes`
 
     @classmethod
-    def of(cls, shape: Tuple[int, ...], data_format, axes=None, name: str = "x") -> "_Geometry":
+    def of(cls, shape: Tuple[int, ...], data_format, axes=None, name: str = "x") -> "Geometry":
         pooled, channel_axis = resolve_axes(shape, 2, data_format, axes, name=name)
         return cls(tuple(shape), cast(Tuple[int, int], pooled), channel_axis)
 
@@ -133,20 +134,21 @@ class _Geometry:
         return self.batch + (output_features(self.channels, levels),)
 
 
-def _forward(x, levels, mode: str, want_indices: bool, geo: _Geometry, nan_policy: str, backend: str):
+def spp_forward(x, levels, reduction: Reduction, want_indices: bool, geo: Geometry, nan_policy: str, backend: str):
+    """The pooled vectors (and with ``want_indices`` their winners' indices) of ``x``, level by level."""
     outs, idxs = [], []
     for lv in levels:
-        if mode == "max":
-            y, idx = adaptive_max_pool2d(x, lv, True, axes=geo.pooled, nan_policy=nan_policy, backend=backend)
-            idxs.append(geo.flatten(idx, lv))
-        else:
-            y = adaptive_avg_pool2d(x, lv, axes=geo.pooled, nan_policy=nan_policy, backend=backend)
+        res = adaptive(reduction, 2, x, lv, reduction.winners, data_format="channels_first", axes=geo.pooled,
+                       backend=backend, nan_policy=nan_policy)
+        y = res[0] if reduction.winners else res
+        if reduction.winners:
+            idxs.append(geo.flatten(res[1], lv))
         outs.append(geo.flatten(y, lv))
     out = np.concatenate(outs, axis=-1)
     return out, (np.concatenate(idxs, axis=-1) if want_indices else None)
 
 
-def spatial_pyramid_pool2d(x: ArrayLike, levels: Sequence[int] = (1, 2, 4), mode: str = "max",
+def spatial_pyramid_pool2d(x: ArrayLike, levels: Sequence[int] = (1, 2, 4), mode: str = MAX.name,
                            return_indices: bool = False, *, data_format: str = "NCHW", axes: Optional[Ints] = None,
                            nan_policy: str = "propagate", backend: str = "auto") -> Pooled:
     """Spatial pyramid pooling: a fixed-length vector per sample for any input height and width.
@@ -154,7 +156,7 @@ def spatial_pyramid_pool2d(x: ArrayLike, levels: Sequence[int] = (1, 2, 4), mode
     For each level ``l`` the plane is pooled to ``l x l`` adaptive windows
     (window ``i`` of ``O`` along an axis of size ``S`` covers
     ``[floor(i*S/O), ceil((i+1)*S/O))``, PyTorch's rule) and the levels are
-    concatenated; see :mod:`poolkit.spp` for the order of the features.
+    concatenated; see :mod:`poolkit.functional.spp` for the order of the features.
 
     Parameters
     ----------
@@ -205,23 +207,24 @@ def spatial_pyramid_pool2d(x: ArrayLike, levels: Sequence[int] = (1, 2, 4), mode
     """
     x = as_input_array(x, lazy=True)             # a Dask array: lazy adaptive pools, concatenated
     lv = check_levels(levels)
-    md = check_mode(mode)
+    red = check_mode(mode)
     ri = as_bool(return_indices, "return_indices")
     check_nan_policy(nan_policy)
-    if ri and md != "max":
+    if ri and not red.winners:
         raise ValueError(f"`return_indices=True` needs mode='max' (averages have no winners), but got mode={mode!r}.")
-    geo = _Geometry.of(tuple(x.shape), data_format, axes)
+    geo = Geometry.of(tuple(x.shape), data_format, axes)
     check_backend(backend)
-    out, idx = _forward(x, lv, md, ri, geo, nan_policy, backend)
+    out, idx = spp_forward(x, lv, red, ri, geo, nan_policy, backend)
     return (out, idx) if ri else out
 
 
-def _backward(g: np.ndarray, indices, levels, mode: str, geo: _Geometry, backend: str, nan_policy: str = "propagate",
-              x: Optional[np.ndarray] = None) -> np.ndarray:
-    pol = dtype_policy(g.dtype, "avg")                   # float16/bfloat16: summed in float32
+def spp_backward(g: np.ndarray, indices, levels, reduction: Reduction, geo: Geometry, backend: str,
+                 nan_policy: str = "propagate", x: Optional[np.ndarray] = None) -> np.ndarray:
+    """The gradient of a forward call with ``levels`` and ``reduction``: the sum of its levels' gradients."""
+    pol = float_policy(g.dtype)                          # float16/bfloat16: summed in float32
     gc = g.astype(pol.compute) if pol.converts else g
     shape = geo.planes_first(geo.shape)                  # (batch..., [C,] H, W)
-    if mode == "max":
+    if reduction.winners:
         # One scatter for every level: each level's (flat plane index, gradient) pairs side by side on
         # one axis, sent into the input with its H and W merged into that axis.
         def windows_as_one_axis(v):
@@ -242,7 +245,7 @@ def _backward(g: np.ndarray, indices, levels, mode: str, geo: _Geometry, backend
 
 
 def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequence[int],
-                                    levels: Sequence[int] = (1, 2, 4), mode: str = "max", *,
+                                    levels: Sequence[int] = (1, 2, 4), mode: str = MAX.name, *,
                                     indices: Optional[ArrayLike] = None, data_format: str = "NCHW",
                                     axes: Optional[Ints] = None, nan_policy: str = "propagate",
                                     x: Optional[ArrayLike] = None, backend: str = "auto") -> np.ndarray:
@@ -274,7 +277,8 @@ def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequenc
 
     Returns
     -------
-    grad_input : ndarray, shape ``input_shape``, dtype of ``grad_output``
+    grad_input : ndarray, shape ``input_shape``
+        The levels' gradients added in order, in ``grad_output``'s dtype.
 
     Examples
     --------
@@ -287,11 +291,11 @@ def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequenc
            [0., 0., 0., 0.],
            [0., 1., 0., 2.]])
     """
-    shape = _input_shape(input_shape)
+    shape = check_input_shape(input_shape)
     lv = check_levels(levels)
-    md = check_mode(mode)
+    red = check_mode(mode)
     ignore = check_nan_policy(nan_policy)
-    geo = _Geometry.of(shape, data_format, axes, name="input_shape")
+    geo = Geometry.of(shape, data_format, axes, name="input_shape")
     check_backend(backend)
     g = check_float_grad(as_input_array(grad_output, "grad_output"))
     expected = geo.output_shape(lv)
@@ -299,7 +303,7 @@ def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequenc
         raise ValueError(f"`grad_output` must have shape {expected} for `input_shape`={shape} and "
                          f"levels={lv}, but got shape {g.shape}.")
     idx = None
-    if md == "max":
+    if red.winners:
         if indices is None:
             raise ValueError("mode='max' needs the forward call's `indices` "
                              "(spatial_pyramid_pool2d(..., return_indices=True)).")
@@ -311,91 +315,10 @@ def spatial_pyramid_pool2d_backward(grad_output: ArrayLike, input_shape: Sequenc
     elif indices is not None:
         raise ValueError("`indices` are only for mode='max'; mode='avg' needs none.")
     xa = None
-    if md == "avg" and ignore:
+    if not red.winners and ignore:
         if x is None:
             raise ValueError("mode='avg' with nan_policy='ignore' needs the forward input: pass it as `x=`.")
         xa = as_input_array(x)
         if tuple(xa.shape) != shape:
             raise ValueError(f"`x` must have shape `input_shape`={shape}, but got shape {tuple(xa.shape)}.")
-    return _backward(g, idx, lv, md, geo, backend, nan_policy, xa)
-
-
-class SpatialPyramidPool2d:
-    """Spatial pyramid pooling layer; see :func:`spatial_pyramid_pool2d` for the arguments.
-
-    A training forward keeps what backward needs: the indices of the maxima
-    (``mode="max"``, int64 per output), nothing but shapes (``mode="avg"``),
-    or, for ``mode="avg"`` with ``nan_policy="ignore"``, which elements were
-    NaN (one byte per input element). ``data_format=None`` means 'NCHW'.
-    Layers can be pickled and copied.
-
-    Examples
-    --------
-    >>> import numpy as np, poolkit
-    >>> spp = poolkit.SpatialPyramidPool2d((1, 2, 4))
-    >>> x = np.random.default_rng(0).random((2, 3, 11, 7))
-    >>> y = spp(x)
-    >>> y.shape
-    (2, 63)
-    >>> spp.backward(np.ones_like(y)).shape == x.shape
-    True
-    """
-
-    def __init__(self, levels: Sequence[int] = (1, 2, 4), mode: str = "max", *, data_format: Optional[str] = None,
-                 axes: Optional[Ints] = None, nan_policy: str = "propagate", backend: str = "auto"):
-        self.levels = check_levels(levels)
-        self.mode = check_mode(mode)
-        self.data_format = "NCHW" if data_format is None else data_format
-        resolve_axes((1, 1, 1, 1), 2, self.data_format, None)      # a valid name?
-        self.axes = None if axes is None else check_axes(axes, 2)
-        check_nan_policy(nan_policy)
-        self.nan_policy = nan_policy
-        check_backend(backend)
-        self.backend = backend
-        self._ctx: Optional[tuple] = None           # (indices, NaN mask or None, geometry, output shape, dtype)
-        self._forwarded = False
-
-    def forward(self, x: ArrayLike, train: bool = True) -> np.ndarray:
-        """Pool ``x``; with ``train=True`` keep what :meth:`backward` needs (``train=False``: keep nothing)."""
-        keep = as_bool(train, "train")
-        x = as_input_array(x)
-        geo = _Geometry.of(tuple(x.shape), self.data_format, self.axes)
-        y, idx = _forward(x, self.levels, self.mode, keep and self.mode == "max", geo, self.nan_policy, self.backend)
-        nans = None
-        if keep and self.mode == "avg" and self.nan_policy == "ignore":
-            nans = np.isnan(x)                        # who was left out: backward gives them no share
-        self._ctx = (idx, nans, geo, y.shape, y.dtype) if keep else None
-        self._forwarded = True
-        return y
-
-    __call__ = forward
-
-    def backward(self, grad_output: ArrayLike) -> np.ndarray:
-        """Gradient with respect to the input of the last forward, which must have had ``train=True``.
-
-        Raises
-        ------
-        RuntimeError
-            If no forward ran yet, or the last one had ``train=False``.
-        """
-        if self._ctx is None:
-            raise missing_context(self)
-        idx, nans, geo, out_shape, out_dtype = self._ctx
-        g = check_grad(grad_output, out_shape, out_dtype)
-        # The NaN elements again, as a stand-in input: only where NaN was matters to backward.
-        xs = None if nans is None else np.where(nans, np.nan, 0.0).astype(g.dtype)
-        return _backward(g, idx, self.levels, self.mode, geo, self.backend, self.nan_policy, xs)
-
-    @property
-    def saved_nbytes(self) -> int:
-        """Bytes kept from the last training forward for backward (0 if none)."""
-        if self._ctx is None:
-            return 0
-        return sum(a.nbytes for a in self._ctx[:2] if a is not None)
-
-    def __repr__(self) -> str:
-        items = [("levels", self.levels), ("mode", self.mode), ("data_format", self.data_format)]
-        items += [("axes", self.axes)] if self.axes is not None else []
-        items += [("nan_policy", self.nan_policy)] if self.nan_policy != "propagate" else []
-        items += [("backend", self.backend)]
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in items)})"
+    return spp_backward(g, idx, lv, red, geo, backend, nan_policy, xa)
