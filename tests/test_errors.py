@@ -309,6 +309,21 @@ ERRORS = [
      ["data_format='NCL'"]),
     ("layer-max3d-backward", lambda: poolkit.MaxPool3d(2).backward(np.ones((1, 2, 2, 2, 2))), RuntimeError,
      ["MaxPool3d", "no forward has run yet"]),
+    # mode pooling: labels only, no gradient, and the strided arguments of every op
+    ("mode-float", lambda: poolkit.mode_pool2d(X2, 2), TypeError, ["mode pooling", "dtype=float64"]),
+    ("mode-float16-nd", lambda: poolkit.mode_pool(X2.astype(np.float16), 2), TypeError, ["dtype=float16"]),
+    ("mode-complex", lambda: poolkit.mode_pool1d(np.zeros((1, 2, 6), complex), 2), TypeError, ["complex128"]),
+    ("mode-kernel", lambda: poolkit.mode_pool3d(X3.astype(np.int8), 0), ValueError, ["kernel_size=0"]),
+    ("mode-padding", lambda: poolkit.mode_pool1d(X1.astype(np.uint8), 2, padding=2), ValueError,
+     ["padding=2", "half"]),
+    ("mode-mask-dtype", lambda: poolkit.mode_pool2d(X2.astype(np.int32), 2, mask=np.ones((6, 6))), TypeError,
+     ["`mask`", "dtype=float64"]),
+    ("mode-layer-dilation", lambda: poolkit.ModePool2d(2, dilation=0), ValueError, ["dilation=0"]),
+    ("mode-layer1d-data-format", lambda: poolkit.ModePool1d(2, data_format="NHWC"), ValueError,
+     ["data_format='NHWC'"]),
+    ("mode-layer3d-float", lambda: poolkit.ModePool3d(2)(X3), TypeError, ["dtype=float64"]),
+    ("mode-layer-backward", lambda: poolkit.ModePool2d(2).backward(np.ones((1, 2, 3, 3))), TypeError,
+     ["mode pooling", "no gradient"]),
 ]
 
 

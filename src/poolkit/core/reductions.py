@@ -16,6 +16,8 @@ min        min    --       +inf/max   NaN/max      exact      winning taps
 avg        --     yes      0          NaN          refused    divisors [#]_
 sum        --     no       0          0            int64      divisors [#]_
 lp         (composed on avg; ``norm_type=inf`` on max/min)    the input, sums, outputs
+mode       most   --       not        dtype min    exact      nothing
+           often           counted                 (floats refused)
 =========  =====  =======  =========  ===========  =========  ==============
 
 .. [#] Only when elements are left out (``nan_policy="ignore"`` or a mask):
@@ -23,18 +25,19 @@ lp         (composed on avg; ``norm_type=inf`` on max/min)    the input, sums, o
 
 *padding* is also what a window wholly in padding gives (integers: the dtype's
 minimum or maximum); *empty* is what a window whose elements are all left out
-gives.  bool computes as uint8 wherever integers are exact.
+gives.  bool computes as uint8 wherever integers are exact.  *mode* (label
+images) gives each window's most frequent value, ties to the smallest; padding
+takes no part, and a window with no element in it gives the dtype's minimum, as
+integer max pooling does.
 
 Adding a reduction
 ------------------
 A reduction with kernels of its own adds one record here (with ``forward`` the
 name of its contract function and ``kernels`` the module that holds its
-``reference``, ``img2col`` and ``numba`` objects) and its public functions in
-:mod:`poolkit.functional` (whose ``__all__`` the package re-exports)::
-
-    MODE = register(Reduction("mode", "mode", order=0, divides=False, empty_nan=False,
-                              floats=False, integers=EXACT, saved=NOTHING,
-                              forward="mode_forward", kernels="poolkit.backends.mode"))
+``reference``, ``img2col`` and ``numba`` objects), its public functions in
+:mod:`poolkit.functional` (whose ``__all__`` the package re-exports) and its
+layers in :mod:`poolkit.layers`; :data:`MODE` below is one (its kernels are
+:mod:`poolkit.backends.mode`).
 
 Examples
 --------
@@ -52,7 +55,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-__all__ = ["Reduction", "MAX", "MIN", "AVG", "SUM", "LP", "REDUCTIONS", "by_name", "register", "lowest",
+__all__ = ["Reduction", "MAX", "MIN", "AVG", "SUM", "LP", "MODE", "REDUCTIONS", "by_name", "register", "lowest",
            "highest", "EXACT", "WIDENED", "REFUSED", "WINNERS", "DIVISORS", "NOTHING", "COMPOSED",
            "KERNEL_MAX", "KERNEL_AVG", "KERNEL_MIN"]
 
@@ -119,6 +122,8 @@ class Reduction:
     torch3d_rule : bool
         Under PyTorch's fixed-rank names, 3-D inputs smaller than the kernel are refused
         (``avg_pool3d``'s own rule).
+    empty_lowest : bool
+        A window with no element gives the dtype's minimum (:func:`lowest`) whatever ``order`` says.
     """
 
     name: str
@@ -134,6 +139,7 @@ class Reduction:
     kernel: Optional[int] = None
     kernels: Optional[str] = None
     torch3d_rule: bool = False
+    empty_lowest: bool = False
 
     def __reduce__(self):
         # Pickled by name: an unpickled plan or context holds this process's own record.
@@ -166,6 +172,8 @@ class Reduction:
         """What a window whose elements are all left out gives: NaN (integers have none: :meth:`padding`),
         or 0 when ``empty_nan`` is False."""
         dtype = np.dtype(dtype)
+        if self.empty_lowest:
+            return lowest(dtype)
         if not self.empty_nan:
             return dtype.type(0)
         return dtype.type(np.nan) if dtype.kind == "f" else self.padding(dtype)
@@ -213,3 +221,6 @@ SUM = register(Reduction("sum", "sum", empty_nan=False, integers=WIDENED, saved=
 # Composed in poolkit.functional.lp on AVG (MAX and MIN of |x| for norm_type=+-inf): its own rules
 # are the dtypes it takes and what its layers keep.
 LP = register(Reduction("lp", "Lp", saved=COMPOSED))
+# Label images: the most frequent value of each window (ties to the smallest), by kernels of its own.
+MODE = register(Reduction("mode", "mode", floats=False, integers=EXACT, saved=NOTHING, forward="mode_forward",
+                          kernels="poolkit.backends.mode", empty_lowest=True))

@@ -14,10 +14,11 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from ..backends import img2col
 from ..backends.fractional import window_argmax
 from ..core.layout import dtype_policy
-from ..core.plan import divs_dtype, offsets_to_indices
-from ..core.reductions import AVG, DIVISORS, NOTHING, WINNERS
+from ..core.plan import divs_dtype, make_plan, offsets_to_indices
+from ..core.reductions import AVG, DIVISORS, MAX, NOTHING, WINNERS
 from .prepare import Prepared, Scatter, check_grad
 
 __all__ = ["Context", "run_forward", "run_backward", "finish_forward", "empty_windows", "run_fractional",
@@ -142,17 +143,26 @@ def finish_forward(p: Prepared, x, mask, masked_input: bool, return_indices: boo
     has no element taking part."""
     y, idx, ctx = run_forward(p, x, mask=mask, return_indices=return_indices, keep=keep or masked_input)
     if masked_input:
-        y = np.ma.MaskedArray(y, mask=empty_windows(ctx))
+        y = np.ma.MaskedArray(y, mask=empty_windows(ctx, mask))
         if not keep:
             ctx = None
     return y, idx, ctx
 
 
-def empty_windows(ctx: Context) -> np.ndarray:
-    """``bool`` of the output's shape: windows with no element taking part (all masked, ignored or padding)."""
+def empty_windows(ctx: Context, valid: Optional[np.ndarray] = None) -> np.ndarray:
+    """``bool`` of the output's shape: windows with no element taking part (all masked, ignored or padding).
+
+    ``valid`` (bool of the input's shape, True: takes part) is read by the reductions that keep
+    nothing for backward, whose saved state cannot tell.
+    """
     p, plan = ctx.prepared, ctx.prepared.plan
     if p.reduction.saved == WINNERS:
         e5 = ctx.saved == plan.sentinel
+    elif p.reduction.saved == NOTHING and valid is not None:
+        # the windows whose taking-part flags are all 0: their max is 0 (padding counts as 0 too)
+        flags = np.ascontiguousarray(p.layout.to_canonical(valid), dtype=np.uint8)
+        most, _ = img2col.max_forward(flags, make_plan(MAX, plan.axes, plan.in_shape[0], plan.in_shape[4]))
+        e5 = most == 0
     else:
         v = [a.valid > 0 for a in plan.axes]
         e5 = ~(v[0][:, None, None] & v[1][None, :, None] & v[2][None, None, :])[None, ..., None]

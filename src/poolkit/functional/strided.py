@@ -1,7 +1,7 @@
-"""Strided pooling: max, average, min and sum, N-d and with PyTorch's fixed-rank names; and ``output_shape``.
+"""Strided pooling: max, average, min, sum and mode, N-d and with fixed-rank names; and ``output_shape``.
 
 Each family is one implementation (:func:`_winners` for the reductions that keep
-a winner, :func:`_mean` and :func:`_sum` for the others) from which its N-d
+a winner, :func:`_mean`, :func:`_sum` and :func:`_mode` for the others) from which its N-d
 function and its ``1d``/``2d``/``3d`` names are made (:mod:`.fixed`).  The N-d
 functions carry the full documentation.  Every function validates its arguments
 before any kernel runs (:func:`poolkit.engine.prepare.prepare`) and never writes
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.args import as_bool, is_int
 from ..core.geometry import PoolSpec
-from ..core.reductions import AVG, MAX, MIN, SUM, Reduction
+from ..core.reductions import AVG, MAX, MIN, MODE, SUM, Reduction
 from ..core.windows import StridedWindows
 from ..engine.prepare import Prepared, prepare, split_masked
 from .common import pool, rank_of
@@ -27,6 +27,7 @@ __all__ = [
     "avg_pool", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "min_pool", "min_pool1d", "min_pool2d", "min_pool3d",
     "sum_pool", "sum_pool1d", "sum_pool2d", "sum_pool3d",
+    "mode_pool", "mode_pool1d", "mode_pool2d", "mode_pool3d",
     "output_shape",
 ]
 
@@ -73,6 +74,16 @@ def _sum(rank, pytorch_name, x, kernel_size, stride=None, padding=0, dilation=1,
     x, mask, masked = split_masked(x, mask)
     p = strided(SUM, rank, pytorch_name, x, kernel_size, stride, padding, dilation, ceil_mode,
                 data_format=data_format, axes=axes, backend=backend, nan_policy=nan_policy)
+    return pool(p, x, mask, masked, False, keep=False)[0]
+
+
+def _mode(rank, pytorch_name, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, axes=None,
+          data_format="channels_first", mask=None, backend="auto"):
+    """Mode pooling (sum pooling's argument order, no ``nan_policy``: labels are integers)."""
+    rank = rank or rank_of(np.ndim(x), kernel_size, axes, data_format)
+    x, mask, masked = split_masked(x, mask)
+    p = strided(MODE, rank, pytorch_name, x, kernel_size, stride, padding, dilation, ceil_mode,
+                data_format=data_format, axes=axes, backend=backend)
     return pool(p, x, mask, masked, False, keep=False)[0]
 
 
@@ -273,6 +284,51 @@ _SUM_DOC = """Sum pooling over 1, 2 or 3 axes: the sum of each window's elements
     """
 
 
+_MODE_DOC = """Mode pooling over 1, 2 or 3 axes: the most frequent value of each window (label images).
+
+    No framework has it; GIS tools call its stride-1 form a majority filter. Each
+    output is the value that occurs most often among the window's elements inside
+    the input, ties to the smallest value (in the dtype's order: -3 before 2, False
+    before True). Padding takes no part (it only moves windows); a window with no
+    element in it -- wholly in padding, or every element masked -- gives the dtype's
+    minimum (0 for unsigned integers, False for bool), as integer max pooling does.
+    Labels are never mixed: the result is always one of the window's own values.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, *S) or (C, *S)
+        bool or integers of up to 64 bits (floats raise TypeError: pool
+        intensities with :func:`avg_pool` or :func:`max_pool`).
+    kernel_size, stride, padding, dilation, ceil_mode, axes, data_format, backend
+        As for :func:`poolkit.max_pool`.
+    mask : array_like of bool, optional
+        Broadcastable to ``x``; False elements are left out of their windows.
+        ``np.ma.MaskedArray`` input is honoured the same way (the result is masked
+        where no element is left).
+
+    Returns
+    -------
+    out : ndarray, shape (N, C, *O), dtype of ``x``
+        ``O`` as for :func:`max_pool`.
+
+    Notes
+    -----
+    Mode pooling has no gradient; its layers (``ModePool2d``, ...) refuse backward.
+    With ``kernel_size == stride`` it is one level of :func:`poolkit.pyramid`'s
+    ``method="mode"`` (whose kernels share this rule).
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit
+    >>> labels = np.array([[1, 1, 2, 2], [3, 1, 2, 5], [4, 4, 0, 0], [4, 7, 0, 9]], dtype=np.uint8)
+    >>> poolkit.mode_pool(labels, 2, axes=(0, 1))
+    array([[1, 2],
+           [4, 0]], dtype=uint8)
+    >>> poolkit.mode_pool(np.array([3, 1, 3, 2, 2, 1]), 3, stride=1, padding=1, axes=0)   # a majority filter
+    array([1, 3, 1, 2, 2, 1])
+    """
+
+
 def _doc(what: str, nd: str, result: Callable[[int], str], note: Callable[[int], str] = lambda rank: ""):
     """The fixed-rank docstrings of a family: its example pools ``arange(2**rank)`` with a kernel of 2."""
     return fixed_docs(what, nd, f"poolkit.{nd}{{rank}}d(np.arange({{n}}.).reshape({{ones}}), 2).ravel()", result,
@@ -294,6 +350,7 @@ max_pool: Any = nd_function(_max, "max_pool", _MAX_DOC, module=__name__)
 min_pool: Any = nd_function(_min, "min_pool", _MIN_DOC, module=__name__)
 avg_pool: Any = nd_function(_mean, "avg_pool", _AVG_DOC, module=__name__)
 sum_pool: Any = nd_function(_sum, "sum_pool", _SUM_DOC, module=__name__)
+mode_pool: Any = nd_function(_mode, "mode_pool", _MODE_DOC, module=__name__)
 max_pool1d, max_pool2d, max_pool3d = fixed_ranks(
     _max, "max_pool{rank}d", _doc("max pooling", "max_pool", lambda r: f"array([{2 ** r - 1}.])"), bound=(True,),
     module=__name__)
@@ -306,6 +363,11 @@ avg_pool1d, avg_pool2d, avg_pool3d = fixed_ranks(
     bound=(True,), drop=lambda r: ("divisor_override",) if r == 1 else (), module=__name__)
 sum_pool1d, sum_pool2d, sum_pool3d = fixed_ranks(
     _sum, "sum_pool{rank}d", _doc("sum pooling", "sum_pool", lambda r: f"array([{2 ** r * (2 ** r - 1) // 2}.])"),
+    bound=(True,), module=__name__)
+mode_pool1d, mode_pool2d, mode_pool3d = fixed_ranks(
+    _mode, "mode_pool{rank}d",
+    fixed_docs("mode pooling", "mode_pool", "poolkit.mode_pool{rank}d(np.array([1, 2, 2, 2, 3, 3, 3, 3][:{n}])"
+               ".reshape({ones}), 2).ravel()", lambda r: {1: "array([1])", 2: "array([2])", 3: "array([3])"}[r]),
     bound=(True,), module=__name__)
 
 

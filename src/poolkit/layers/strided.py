@@ -17,20 +17,21 @@ import numpy as np
 
 from ..core.args import as_bool, check_divisor_override
 from ..core.geometry import PoolSpec, normalize_output_size
-from ..core.reductions import AVG, MAX, MIN, SUM, Reduction
+from ..core.reductions import AVG, MAX, MIN, MODE, SUM, Reduction
 from ..core.windows import AdaptiveWindows, StridedWindows
 from ..core.layout import is_dask_array
 from ..engine import eager, lazy
 from ..engine.eager import Context, run_backward
 from ..engine.prepare import Prepared, Windows, prepare, split_masked
 from ..functional.common import Ints
-from ..functional.fixed import layer_docs, fixed_layers
+from ..functional.fixed import fields, fixed_layers, layer_docs
 from ..functional.lp import LpState, check_norm_type, lp_backward, lp_forward
 from .base import Layer
 
 __all__ = [
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
     "MinPool1d", "MinPool2d", "MinPool3d", "SumPool1d", "SumPool2d", "SumPool3d",
+    "ModePool1d", "ModePool2d", "ModePool3d",
     "LPPool1d", "LPPool2d", "LPPool3d",
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
@@ -75,6 +76,14 @@ class _Prepared(Layer):
         return ((y, idx) if self._ri else y), ctx
 
     _grad = staticmethod(run_backward)          # run_backward(context, grad_output): no frame of its own
+
+    def backward(self, grad_output: Any) -> np.ndarray:
+        if not self._reduction.backward:            # e.g. mode pooling: piecewise constant
+            raise TypeError(f"{self._reduction.title} pooling has no gradient: {type(self).__name__} has no "
+                            f"backward.")
+        return super().backward(grad_output)
+
+    backward.__doc__ = Layer.backward.__doc__
 
 
 class _StridedNd(_Prepared):
@@ -124,6 +133,16 @@ class _SumPoolNd(_StridedNd):
                  nan_policy: str = "propagate", backend: str = "auto"):
         self._strided(kernel_size, stride, padding, dilation, ceil_mode, data_format=data_format, axes=axes,
                       nan_policy=nan_policy, backend=backend)
+
+
+class _ModePoolNd(_StridedNd):
+    _reduction = MODE
+
+    def __init__(self, kernel_size: Ints, stride: Optional[Ints] = None, padding: Any = 0, dilation: Ints = 1,
+                 ceil_mode: bool = False, *, data_format: Optional[str] = None, axes: Optional[Ints] = None,
+                 backend: str = "auto"):
+        self._strided(kernel_size, stride, padding, dilation, ceil_mode, data_format=data_format, axes=axes,
+                      nan_policy="propagate", backend=backend)
 
 
 class _AdaptiveNd(_Prepared):
@@ -195,6 +214,25 @@ AvgPool1d, AvgPool2d, AvgPool3d = fixed_layers(
     drop=lambda r: ("divisor_override",) if r == 1 else (), module=__name__)
 SumPool1d, SumPool2d, SumPool3d = fixed_layers(
     _SumPoolNd, "SumPool{rank}d", layer_docs("sum pooling", "sum_pool{rank}d", _SHAPES, "2", pattern="SumPool{rank}d"),
+    module=__name__)
+_MODE_LAYER_DOC = """{rank}-D mode pooling layer: :func:`poolkit.mode_pool{rank}d` as a layer (label images).
+
+    The arguments are :func:`poolkit.mode_pool{rank}d`'s, checked at construction;
+    ``data_format=None`` means "{first}": input (N, C, {dims}) or (C, {dims}).
+    Mode pooling has no gradient: a training forward keeps nothing and
+    ``backward`` raises TypeError.
+
+    Examples
+    --------
+    >>> import numpy as np, poolkit
+    >>> layer = poolkit.ModePool{rank}d(2)
+    >>> labels = np.random.default_rng(0).integers(0, 4, {shape})
+    >>> layer(labels).shape
+    {out}
+    """
+ModePool1d, ModePool2d, ModePool3d = fixed_layers(
+    _ModePoolNd, "ModePool{rank}d",
+    lambda r: _MODE_LAYER_DOC.format(shape=(2, 3) + (6,) * r, out=(2, 3) + (3,) * r, **fields(r)),
     module=__name__)
 LPPool1d, LPPool2d, LPPool3d = fixed_layers(
     _LPPoolNd, "LPPool{rank}d",
