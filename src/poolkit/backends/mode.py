@@ -21,8 +21,8 @@ Rules, the same bits on every backend:
 
 The three implementations: :data:`reference` (loops and ``np.unique``, the tests' oracle),
 :data:`img2col` (vectorised NumPy over gathered windows) and :data:`numba` (the compiled
-kernel of :mod:`.numba.mode`, which may raise ``NotCompiled``; see :func:`mode_forward`
-for the served policy).
+kernel of :mod:`.numba.mode`, which may raise ``NotCompiled``: the "numba" and "auto"
+backends serve it as they serve the shared kernels, :func:`poolkit.backends.implementation`).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import numpy as np
 from ..core.plan import Plan
 from .numba import jit as _jit
 
-__all__ = ["mode_forward", "reference", "img2col", "numba", "EMPTY", "check_dtype"]
+__all__ = ["reference", "img2col", "numba", "EMPTY", "check_dtype", "longest_runs"]
 
 
 def EMPTY(dtype) -> np.generic:
@@ -132,11 +132,11 @@ class _Img2col:
         rows = np.sort(np.where(ok, rows, u.dtype.type(top)), axis=-1).reshape(-1, T)
         n_out = ok.reshape(-1, T).sum(axis=1)
         empty_key = _empty_bits(x.dtype) ^ bias
-        res = np.where(n_out > 0, _longest_runs(rows, T - n_out), empty_key) ^ bias
+        res = np.where(n_out > 0, longest_runs(rows, T - n_out), empty_key) ^ bias
         return res.astype(u.dtype).view(x.dtype).reshape(plan.out_shape)
 
 
-def _longest_runs(rows: np.ndarray, n_pad: np.ndarray) -> np.ndarray:
+def longest_runs(rows: np.ndarray, n_pad: np.ndarray) -> np.ndarray:
     """First longest run of each sorted row of ``rows`` (M, T), its last ``n_pad[m]`` entries left out."""
     m, w = rows.shape
     if m == 0:
@@ -179,24 +179,3 @@ class _Numba:
 
 
 reference, img2col, numba = _Reference(), _Img2col(), _Numba()
-
-
-def mode_forward(x: np.ndarray, plan: Plan, skip: Optional[np.ndarray] = None, backend: str = "auto") -> np.ndarray:
-    """Run the named backend ("reference", "img2col", "numba" or "auto"); see the module docstring.
-
-    "numba" compiles a missing kernel in this thread; "auto" follows the served backends
-    (:mod:`.served`): it compiles in the background and lets img2col serve the call
-    meanwhile (counted in that backend's ``fallbacks``), with the same bits.
-    """
-    from . import get_backend
-
-    if backend == "reference":
-        return reference.mode_forward(x, plan, skip)
-    if backend == "img2col":
-        return img2col.mode_forward(x, plan, skip)
-    served = get_backend(backend)
-    try:
-        return _jit.call(numba.mode_forward, (x, plan, skip), served.wait)
-    except _jit.NotCompiled:
-        served.fallbacks += 1
-        return img2col.mode_forward(x, plan, skip)

@@ -80,6 +80,8 @@ def _integer_mean(a: np.ndarray, spec: Spec) -> np.ndarray:
 
 def _mode(a: np.ndarray, spec: Spec) -> np.ndarray:
     """Most frequent value per window; ties to the smallest value (integer input)."""
+    from ..backends.mode import longest_runs
+
     out_shape = spec.shape_after(a.shape, 1)
     pad_value = np.iinfo(a.dtype).max
     pad = [(0, 0)] * a.ndim
@@ -100,28 +102,8 @@ def _mode(a: np.ndarray, spec: Spec) -> np.ndarray:
     result = np.empty(rows.shape[0], dtype=a.dtype)
     for start in range(0, rows.shape[0], _MODE_BATCH):
         stop = min(start + _MODE_BATCH, rows.shape[0])
-        result[start:stop] = _mode_rows(np.sort(rows[start:stop], axis=1), n_pad[start:stop])
+        result[start:stop] = longest_runs(np.sort(rows[start:stop], axis=1), n_pad[start:stop])
     return result.reshape(out_shape)
-
-
-def _mode_rows(rows: np.ndarray, n_pad: np.ndarray) -> np.ndarray:
-    """Mode of each sorted row of ``rows`` (M, W), its last ``n_pad[m]`` entries being padding."""
-    m, w = rows.shape
-    flat = rows.reshape(-1)
-    is_start = np.ones(flat.size, dtype=bool)
-    is_start[1:] = flat[1:] != flat[:-1]
-    is_start[::w] = True                                  # a run never spans two rows
-    starts = np.flatnonzero(is_start)
-    lengths = np.diff(np.append(starts, flat.size))
-    row = starts // w
-    last_of_row = np.append(row[1:] != row[:-1], True)
-    lengths = lengths - np.where(last_of_row, n_pad[row], 0)  # padding sits in the last run
-    offset = starts - row * w
-    # Longest run wins; among equals the earliest, i.e. the smallest value (rows are sorted).
-    key = lengths * (w + 1) + (w - offset)
-    first_of_row = np.flatnonzero(np.append(True, row[1:] != row[:-1]))
-    best = np.maximum.reduceat(key, first_of_row)
-    return rows[np.arange(m), w - best % (w + 1)]
 
 
 def reduce_once(a: np.ndarray, spec: Spec) -> np.ndarray:
