@@ -508,7 +508,7 @@ def test_python_api_norm_type(capsys):
 
 def test_negative_norm_type_is_accepted_as_the_library_accepts_it(capsys):
     """Issue 24: explain takes every norm_type poolkit.lp_pool takes (p != 0, -inf too), with its numbers."""
-    from poolkit.reductions import check_norm_type
+    from poolkit.functional.lp import check_norm_type
 
     for p in (-1, -0.5, -2.0, float("-inf"), "-3", "-inf"):
         value = float(p) if isinstance(p, str) else p

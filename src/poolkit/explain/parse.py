@@ -203,7 +203,7 @@ def parse_norm_type(value, option: str) -> float:
 
     ``inf`` is max pooling of ``|x|`` and ``-inf`` min pooling of ``|x|``; a
     negative finite ``p`` is the power mean with a negative exponent, as in
-    :func:`poolkit.lp_pool` (whose rule, :func:`poolkit.reductions.check_norm_type`,
+    :func:`poolkit.lp_pool` (whose rule, :func:`poolkit.functional.lp.check_norm_type`,
     this follows).
 
     Parameters
