@@ -7,6 +7,8 @@ input gradient.  All results must be bit-identical (compared as unsigned ints).
 """
 from __future__ import annotations
 
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -90,3 +92,43 @@ def test_threads_context_restores_the_count():
     with poolkit.threads(1):
         assert poolkit.get_num_threads() == 1
     assert poolkit.get_num_threads() == before
+
+
+SPIN_PROBE = """
+import json, os, numpy as np, poolkit
+with poolkit.threads(2):
+    poolkit.max_pool2d(np.ones((4, 4, 64, 64)), 2, backend="numba")   # threaded: the pool starts
+print(json.dumps({"layer": __import__("numba").threading_layer(),
+                  "left": {k: os.environ.get(k) for k in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")}}))
+"""
+
+
+@pytest.mark.parametrize("user", [None, "OMP_WAIT_POLICY=active", "GOMP_SPINCOUNT=123"])
+def test_openmp_threads_spin_briefly_unless_the_user_says_otherwise(user):
+    """poolkit starts Numba's OpenMP runtime with a short spin (README, "Backends and threads"),
+    leaves the environment as it was, and keeps a wait policy the user set."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    env.update(OMP_DISPLAY_ENV="VERBOSE", NUMBA_NUM_THREADS="2", PYTHONPATH=os.pathsep.join(sys.path))
+    if user:
+        k, v = user.split("=")
+        env[k] = v
+    proc = subprocess.run([sys.executable, "-c", SPIN_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    if res["layer"] != "omp" or "GOMP_SPINCOUNT" not in proc.stderr:
+        pytest.skip(f"Numba's threading layer here is {res['layer']!r}, not GNU OpenMP")
+    left = {"GOMP_SPINCOUNT": "123" if user == "GOMP_SPINCOUNT=123" else None, "KMP_BLOCKTIME": None}
+    assert res["left"] == left, "the environment must be left as it was"
+    shown = re.search(r"GOMP_SPINCOUNT = '(\d+)'", proc.stderr).group(1)
+    from poolkit.core.threads import SPIN_ENV
+    if user is None:
+        assert shown == SPIN_ENV["GOMP_SPINCOUNT"]
+    elif user == "GOMP_SPINCOUNT=123":
+        assert shown == "123"
+    else:
+        assert shown != SPIN_ENV["GOMP_SPINCOUNT"]     # the runtime's own count for an active policy
