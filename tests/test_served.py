@@ -306,6 +306,34 @@ def test_a_worker_killed_mid_compile_is_replaced(tmp_path):
     assert res["status"]["failed"] == 0
 
 
+IDLE_WORKER = """
+import json, time, numpy as np, poolkit
+from poolkit.backends.numba import jit as _jit, worker as _worker
+_worker.IDLE_S = 0.5                               # before the first worker starts
+x = np.random.default_rng(0).standard_normal((2, 3, 12, 12))
+poolkit.max_pool2d(x, 2)
+first = _jit.background_status()["worker_pid"]
+assert _jit.background_wait(timeout=550)
+deadline = time.monotonic() + 60
+while _jit.background_status()["worker_pid"] is not None and time.monotonic() < deadline:
+    time.sleep(0.05)                               # it says "bye" after idling, and exits
+gone = _jit.background_status()["worker_pid"]
+y = poolkit.avg_pool2d(x, 2)                       # a new kernel: a new worker
+second = _jit.background_status()["worker_pid"]
+ready = _jit.background_wait(timeout=550)
+print(json.dumps({"first": first, "gone": gone, "second": second, "ready": ready,
+                  "same": bool(np.array_equal(y, poolkit.avg_pool2d(x, 2, backend="img2col"))),
+                  "status": _jit.background_status()}))
+"""
+
+
+def test_an_idle_worker_exits_and_a_new_one_starts(tmp_path):
+    res = _python(IDLE_WORKER, {"POOLKIT_CACHE_DIR": str(tmp_path)})
+    assert res["first"] is not None and res["gone"] is None, "an idle worker must exit"
+    assert res["second"] not in (None, res["first"])
+    assert res["ready"] and res["same"] and res["status"]["failed"] == 0
+
+
 EXIT_WHILE_COMPILING = """
 import json, numpy as np, poolkit
 from poolkit.backends.numba import jit as _jit
@@ -404,9 +432,10 @@ for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 1, 1)):
     a = poolkit.avg_pool2d(x, k, s, p, backend="numba")
     out.append(float(y.sum() + gx.sum() + a.sum()))
 from poolkit.backends.numba import fast as _fast, kernels as _kernels
-misses = sum(sum(d.stats.cache_misses.values()) for ks in _fast._KERNELS.values()
-             for d in (kk.body for kk in ks.values()))
-print(json.dumps({"out": out, "misses": misses, "kernels": _cache.cached_kernels()}))
+bodies = [kk.body for ks in _fast._KERNELS.values() for kk in ks.values()]
+misses = sum(sum(d.stats.cache_misses.values()) for d in bodies)
+hits = sum(sum(d.stats.cache_hits.values()) for d in bodies)
+print(json.dumps({"out": out, "misses": misses, "hits": hits, "kernels": _cache.cached_kernels()}))
 """
 
 
@@ -422,6 +451,9 @@ def test_two_processes_compile_into_one_cache_at_once(tmp_path):
         assert p.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert results[0]["out"] == results[1]["out"]
+    # Each kernel is compiled under a lock of its own in the folder: one process compiles it,
+    # the other waits and loads it.
+    assert results[0]["misses"] + results[1]["misses"] == results[0]["misses"] + results[0]["hits"]
     third = _python(COMPILE_MANY.replace("DTYPE", "'float32'"), {"POOLKIT_CACHE_DIR": str(tmp_path)})
     assert third["misses"] == 0, "every kernel the two wrote must load in a third process"
     assert third["out"] == results[0]["out"]

@@ -18,7 +18,10 @@ could otherwise be loaded stale after an upgrade; a new hash is a new folder.
 Several processes may compile into one folder at once (Dask workers, test
 runners): each cache file is written to a temporary name and renamed, and the
 index that maps signatures to files is updated under a file lock, so no
-process loses another's entry or reads half a file.
+process loses another's entry or reads half a file.  A kernel is compiled
+under a lock of its own (:func:`compile_lock`, files in ``locks/``): the
+first process compiles it, the others wait and then load it, so each kernel is
+compiled once per folder however many processes need it at the same time.
 """
 from __future__ import annotations
 

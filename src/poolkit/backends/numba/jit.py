@@ -46,6 +46,7 @@ starts a worker of its own when it needs one.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
 import marshal
@@ -523,7 +524,7 @@ class _Compiles:
     def _send(self, key) -> None:
         if self.client is None:
             try:
-                self.client = _worker.Client({"cache": _cache.cache_folder()})
+                self.client = _worker.Client({"cache": _cache.cache_folder(), "idle_s": _worker.IDLE_S})
             except (OSError, ValueError, subprocess.SubprocessError) as err:
                 self._use_thread(f"the compile worker could not start ({type(err).__name__}: {err})")
                 return
@@ -563,14 +564,15 @@ class _Compiles:
             why = _mismatch(self.hello)
             if why:
                 self._use_thread(why)
-        elif kind == "done":
+        elif kind in ("done", "failed"):
+            for category, text in message[3] if len(message) > 3 else ():
+                warnings.warn(f"poolkit compile worker: {text}", _warning_class(category), stacklevel=5)
             key = self.sent.pop(message[1], None)
             if key is not None and key in self.pending:
-                self.delivered[key] = message[2]
-        elif kind == "failed":
-            key = self.sent.pop(message[1], None)
-            if key is not None and key in self.pending:
-                self._fail(key, message[2])
+                if kind == "done":
+                    self.delivered[key] = message[2]
+                else:
+                    self._fail(key, message[2])
         elif kind == "bye":
             self.bye = True
 
@@ -650,6 +652,16 @@ class _Compiles:
                         self.delivered.pop(exc.key, None)
 
 
+def _warning_class(name: str) -> type:
+    """The warning class called ``name`` (Python's or Numba's), else RuntimeWarning."""
+    import builtins
+
+    from numba.core import errors
+
+    cls = getattr(builtins, name, None) or getattr(errors, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, Warning) else RuntimeWarning
+
+
 def _mismatch(hello: dict) -> Optional[str]:
     """Why a worker that said ``hello`` cannot compile for this process (None: it can)."""
     if hello.get("protocol") != _worker.PROTOCOL:
@@ -684,6 +696,17 @@ def _after_fork_in_child() -> None:
 
 _LOCK_FREE_AT_FORK = True
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    # Close this process's end of the worker's pipes: the worker finishes what it was asked
+    # (into the cache folder) and exits; this process does not wait for it.
+    client = _COMPILES.client
+    if client is not None:
+        client.close()
+
+
+atexit.register(_at_exit)
 
 _LOCAL = threading.local()          # .wait: may kernel calls in this thread compile in the foreground?
 

@@ -42,7 +42,11 @@ The worker process
 
 Messages are pickles, each preceded by its length (8 bytes), over the
 worker's stdin and stdout; the worker points its own fd 1 at stderr, so a
-stray print cannot corrupt them.  The caller never blocks on the pipes: it
+stray print cannot corrupt them.  Its stderr goes to ``/dev/null``: an
+inherited stderr would keep the caller's output pipe open after the caller
+exits (``subprocess.run(..., capture_output=True)`` of a script that pooled
+would wait for the worker); the warnings of a compile travel with its answer
+and the caller shows them.  The caller never blocks on the pipes: it
 polls (``select`` with a zero timeout) when a call meets a kernel that is not
 ready, so it needs no thread of its own either, which keeps ``fork`` simple.
 """
@@ -70,7 +74,9 @@ NICE = 10
 _HEADER = struct.Struct("<Q")
 
 # The worker's first lines run before poolkit can be imported: they set sys.path to the caller's.
-_BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+# It lowers its priority first of all: its imports (0.6 s) must not slow the caller's first calls.
+_BOOT = (f"import os\ntry:\n    os.nice({NICE})\nexcept (AttributeError, OSError):\n    pass\n"
+         "import sys, json; sys.path[:] = json.loads(sys.argv[1])\n"
          "from poolkit.backends.numba.worker import main; main()")
 
 
@@ -108,7 +114,8 @@ class _Reader:
 class Client:
     """One compile worker process, seen from the process that uses it.
 
-    ``config``: what the worker needs before its first request (the cache folder).
+    ``config``: what the worker needs before its first request (``cache``: the cache folder,
+    a :func:`.cache.cache_folder` pair; ``idle_s``: when to exit idle, default :data:`IDLE_S`).
     :meth:`send` queues a message without blocking; :meth:`receive` returns the
     worker's messages that have arrived (waiting at most ``timeout`` seconds for
     the first).  ``dead`` is True once the worker's output has ended.
@@ -120,7 +127,7 @@ class Client:
         self._out = bytearray()
         self.proc: Optional[subprocess.Popen] = subprocess.Popen(
             [sys.executable, "-c", _BOOT, _json_path()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            close_fds=True, bufsize=0)
+            stderr=subprocess.DEVNULL, close_fds=True, bufsize=0)
         self.pid = self.proc.pid
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._win = self.proc.stdin.fileno()
@@ -260,10 +267,6 @@ def main() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the caller; the pipe tells us
     except (ValueError, OSError):
         pass
-    try:
-        os.nice(NICE)
-    except (AttributeError, OSError):
-        pass
     inbox: list = []
     cond = threading.Condition()
     reader = _Reader()
@@ -279,6 +282,7 @@ def main() -> None:
     if not (isinstance(first, tuple) and first[0] == "config"):
         return
     config = first[1]
+    idle_s = float(config.get("idle_s", IDLE_S))
     from . import cache as _cache, jit as _jit
 
     _cache.use_folder(config.get("cache"))
@@ -292,7 +296,7 @@ def main() -> None:
     eof = False                            # the caller's end of stdin closed: every request is in
     while True:
         # idle: wait IDLE_S; the caller gone: wait for the rest of its requests, then for none
-        message = next_message(0 if eof else None if caller_gone else IDLE_S)
+        message = next_message(0 if eof else None if caller_gone else idle_s)
         if message is None:
             if memory:
                 return                     # nothing outlives this process: stop now
@@ -307,10 +311,14 @@ def main() -> None:
             continue
         _, rid, spec, argtypes = message
         reply: tuple
-        try:
-            reply = ("done", rid, _jit.compile_payload(spec, argtypes))
-        except BaseException as err:       # a kernel bug: the caller keeps serving with NumPy
-            reply = ("failed", rid, f"{type(err).__name__}: {err}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                reply = ("done", rid, _jit.compile_payload(spec, argtypes))
+            except BaseException as err:   # a kernel bug: the caller keeps serving with NumPy
+                reply = ("failed", rid, f"{type(err).__name__}: {err}")
+        # the compiler's warnings, for the caller to show (this process's stderr goes nowhere)
+        reply += ([(w.category.__name__, str(w.message)) for w in caught],)
         if not _write_all(out_fd, _frame(reply)):
             caller_gone = True
             if memory:
