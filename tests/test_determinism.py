@@ -132,3 +132,41 @@ def test_openmp_threads_spin_briefly_unless_the_user_says_otherwise(user):
         assert shown == "123"
     else:
         assert shown != SPIN_ENV["GOMP_SPINCOUNT"]     # the runtime's own count for an active policy
+
+
+def test_threads_are_used_while_they_measure_faster():
+    """A kernel call big enough for threads runs threaded first, then serial, then whichever of the
+    two measured faster, probing the other way now and then -- less often the slower it is."""
+    from poolkit.backends.numba.jit import _PROBE, _PROBE_SHARE, _Choice
+
+    c = _Choice()
+    assert c.threaded() is True
+    c.record(True, 5e-3)
+    assert c.threaded() is False
+    c.record(False, 1e-3)                      # serial 5x faster: serial, with rare threaded probes
+    ways = []
+    for _ in range(4 * _PROBE_SHARE * 5):
+        way = c.threaded()
+        c.record(way, 5e-3 if way else 1e-3)
+        ways.append(way)
+    probes = sum(ways)
+    assert 0 < probes <= len(ways) // (_PROBE_SHARE * 5) + 1
+    for _ in range(2 * 5):                      # threads become fast (the other core freed up)
+        c.record(True, 0.2e-3)
+    ways = [c.threaded() for _ in range(2 * _PROBE)]
+    assert sum(ways) >= len(ways) - 2, "the faster way must win once its times say so"
+
+
+def test_threaded_and_serial_runs_of_one_call_give_the_same_bits():
+    """The same large call, again and again: threaded, serial and probes alike give the same bits."""
+    x = make_input(np.random.default_rng(5), (4, 8, 64, 64), np.float64, "ties")
+    with poolkit.threads(2):
+        runs = []
+        for _ in range(6):
+            y, idx = poolkit.max_pool2d(x, 3, 2, 1, return_indices=True, backend="numba")
+            gx = poolkit.max_pool2d_backward(np.ones_like(y), idx, x.shape, backend="numba")
+            runs.append((bits(y), bits(gx)))
+    assert all(np.array_equal(a, b) for r in runs[1:] for a, b in zip(r, runs[0]))
+    from poolkit.backends.numba import fast
+    forward = fast._KERNELS[(3, 3, 2)]["max_forward"]
+    assert any(c.times[0] and c.times[1] for c in forward._choices.values()), "both ways must have run"

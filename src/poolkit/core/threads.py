@@ -19,6 +19,10 @@ a forward and a backward kernel, too short to fight a BLAS call; BLAS's own
 threads are left as the user set them.  An OpenMP runtime that another
 library loaded before poolkit's first threaded kernel keeps that library's
 settings (Numba then shares it).  :data:`SPIN_ENV` holds what is set.
+Where the cores are taken anyway, a kernel runs on one thread: each kernel
+measures its threaded and single-thread calls and takes the faster
+(:class:`poolkit.backends.numba.jit._Choice`), so the thread count set here is
+the most a kernel uses.
 
 Fork: the pool's worker threads do not survive ``os.fork`` (with GNU OpenMP a
 forked child that enters a parallel region is killed or hangs).  A process
@@ -110,7 +114,7 @@ def _check_count(n) -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (an int, 1 to ``numba.config.NUMBA_NUM_THREADS``) for large inputs.
+    """Use up to ``n`` threads (an int, 1 to ``numba.config.NUMBA_NUM_THREADS``) for large inputs.
 
     Results do not depend on it: every output and every input gradient is
     computed by one thread, in a fixed order.  In a child forked after the

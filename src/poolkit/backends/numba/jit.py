@@ -229,6 +229,53 @@ def spec_of(fn: Callable) -> tuple:
     return ("fn", fn.__module__, marshal.dumps(fn.__code__), fn.__name__, fn.__qualname__, cells)
 
 
+class _Choice:
+    """Whether calls of one size run faster on Numba's threads or on the calling thread, measured.
+
+    Threads pay off only with cores to run them: where another thread pool holds the
+    cores (a BLAS library's spinning threads, another process), a parallel region waits
+    for threads that cannot run: a threaded chapter-case kernel took 300-600 us instead of
+    20-30 us while one of the machine's 2 cores was busy. So each way keeps its last
+    :data:`_SAMPLES` times; the faster median wins, and now and then a call runs the other
+    way, to notice when things change: one in :data:`_PROBE`, or fewer when that way is
+    much slower (its probes cost at most about 1/:data:`_PROBE_SHARE` of the time). The
+    first call runs threaded, the second not.
+    """
+
+    __slots__ = ("times", "calls")
+
+    def __init__(self):
+        self.times: Tuple[list, list] = ([], [])     # serial, threaded
+        self.calls = 0
+
+    def threaded(self) -> bool:
+        serial, threaded = self.times
+        self.calls += 1
+        if not threaded or not serial:
+            return not threaded
+        t, s = _median(threaded), _median(serial)
+        best = t <= s
+        # probe the other way less often the worse it is: probes cost at most ~1/_PROBE_SHARE
+        every = max(_PROBE, int(_PROBE_SHARE * max(t, s) / max(min(t, s), 1e-9)))
+        return best if self.calls % every else not best
+
+    def record(self, threaded: bool, seconds: float) -> None:
+        times = self.times[threaded]
+        times.append(seconds)
+        if len(times) > _SAMPLES:
+            del times[0]
+
+
+_SAMPLES = 5
+_PROBE = 32
+_PROBE_SHARE = 20
+
+
+def _median(values: list) -> float:
+    v = sorted(values)
+    return v[len(v) // 2]
+
+
 class Kernel:
     """A serial Numba kernel ``body(lo, hi, *args)`` over work items, and its parallel driver."""
 
@@ -243,6 +290,7 @@ class Kernel:
         self.body = _jit(fn)
         self.body._poolkit_spec = spec_of(fn)
         self._driver = None
+        self._choices: Dict[tuple, _Choice] = {}      # call size -> threaded or not, measured
         self.__doc__ = fn.__doc__
 
     @property
@@ -252,10 +300,34 @@ class Kernel:
         return self._driver
 
     def __call__(self, n: int, nchunks: int, *args):
-        """Run the body over work items ``[0, n)`` in ``nchunks`` chunks (1: in this thread)."""
-        if nchunks > 1 and n > 1:
-            return _run(self.driver, (n, min(nchunks, n), args))
-        return _run(self.body, (0, n) + args)
+        """Run the body over work items ``[0, n)`` in ``nchunks`` chunks (1: in this thread).
+
+        With several chunks the call runs on Numba's threads only while that measures
+        faster than this thread alone, for calls of this size (:class:`_Choice`); the
+        result is the same either way.
+        """
+        if nchunks <= 1 or n <= 1:
+            return _run(self.body, (0, n) + args)
+        key = (n, nchunks, getattr(args[0], "shape", None))
+        choice = self._choices.get(key)
+        if choice is None:
+            if len(self._choices) >= 256:
+                self._choices.clear()
+            choice = self._choices[key] = _Choice()
+        threaded = choice.threaded()
+        t = time.perf_counter()
+        if not threaded:
+            try:
+                out = _run(self.body, (0, n) + args)
+            except NotCompiled:          # the serial body is not here yet: the threaded one is
+                threaded = True
+            else:
+                choice.record(False, time.perf_counter() - t)
+                return out
+            t = time.perf_counter()
+        out = _run(self.driver, (n, min(nchunks, n), args))
+        choice.record(True, time.perf_counter() - t)
+        return out
 
     def __repr__(self):
         return f"<poolkit kernel {self.tag}>"
