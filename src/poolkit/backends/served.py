@@ -48,48 +48,46 @@ class Served:
         self.fallbacks = 0
         self._waiting: dict = {}         # kind of call -> the key of the kernel it waits for
 
-    def _serve(self, op: str, args, kind):
+    def _serve(self, op: str, args):
         if self.wait:                    # kernel calls compile in this thread unless told otherwise
             try:
                 return getattr(numba_loops, op)(*args)
             except _jit.NotCompiled:     # a forked child that may not compile
                 self.fallbacks += 1
                 return getattr(img2col, op)(*args)
-        key = self._waiting.get(kind)
-        if key is not None:
-            if _jit.waiting(key):
-                self.fallbacks += 1
-                return getattr(img2col, op)(*args)
-            self._waiting.pop(kind, None)
+        kind = None
+        if self._waiting:                # (nothing waits once every kernel is in: no key to build)
+            kind = _kind(op, args)
+            key = self._waiting.get(kind)
+            if key is not None:
+                if _jit.waiting(key):
+                    self.fallbacks += 1
+                    return getattr(img2col, op)(*args)
+                self._waiting.pop(kind, None)
         try:
             return _jit.call(getattr(numba_loops, op), args, False)
         except _jit.NotCompiled as exc:
             if _jit.waiting(exc.key):
                 if len(self._waiting) >= _MEMO_MAX:
                     self._waiting.clear()
-                self._waiting[kind] = exc.key
+                self._waiting[kind if kind is not None else _kind(op, args)] = exc.key
             self.fallbacks += 1
             return getattr(img2col, op)(*args)
 
     def max_forward(self, x, plan, skip=None):
-        kind = ("max_forward", plan, x.dtype, _threaded(x.size), skip is None)
-        return self._serve("max_forward", (x, plan, skip), kind)
+        return self._serve("max_forward", (x, plan, skip))
 
     def max_backward(self, grad, off, plan, sealed=False):
-        kind = ("max_backward", plan, grad.dtype, off.dtype, _threaded(plan.in_size), sealed)
-        return self._serve("max_backward", (grad, off, plan, sealed), kind)
+        return self._serve("max_backward", (grad, off, plan, sealed))
 
     def avg_forward(self, x, plan, skip=None):
-        kind = ("avg_forward", plan, x.dtype, _threaded(x.size), skip is None)
-        return self._serve("avg_forward", (x, plan, skip), kind)
+        return self._serve("avg_forward", (x, plan, skip))
 
     def avg_backward(self, grad, saved, plan):
-        kind = ("avg_backward", plan, grad.dtype, _threaded(plan.in_size), saved is None)
-        return self._serve("avg_backward", (grad, saved, plan), kind)
+        return self._serve("avg_backward", (grad, saved, plan))
 
     def scatter(self, values, idx, size, accumulate):
-        kind = ("scatter", values.dtype, idx.dtype, _threaded(values.size), bool(accumulate))
-        return self._serve("scatter", (values, idx, size, accumulate), kind)
+        return self._serve("scatter", (values, idx, size, accumulate))
 
     def __reduce__(self):
         # pickled by name: the unpickled backend is this process's own
@@ -102,6 +100,22 @@ class Served:
 
 def _threaded(size: int) -> bool:
     return numba_loops._threads_for(size) > 1
+
+
+def _kind(op: str, args) -> tuple:
+    """The kind of a call, for the memo of kernels waited for: the operation, the plan, the dtypes,
+    serial or threaded, and the flags that pick another kernel."""
+    if op in ("max_forward", "avg_forward"):
+        x, plan, skip = args
+        return (op, plan, x.dtype, _threaded(x.size), skip is None)
+    if op == "max_backward":
+        grad, off, plan, sealed = args
+        return (op, plan, grad.dtype, off.dtype, _threaded(plan.in_size), sealed)
+    if op == "avg_backward":
+        grad, saved, plan = args
+        return (op, plan, grad.dtype, _threaded(plan.in_size), saved is None)
+    values, idx, size, accumulate = args
+    return (op, values.dtype, idx.dtype, _threaded(values.size), bool(accumulate))
 
 
 NUMBA = Served("numba", wait=True)

@@ -236,44 +236,52 @@ class _Choice:
     cores (a BLAS library's spinning threads, another process), a parallel region waits
     for threads that cannot run: a threaded chapter-case kernel took 300-600 us instead of
     20-30 us while one of the machine's 2 cores was busy. So each way keeps its last
-    :data:`_SAMPLES` times; the faster median wins, and now and then a call runs the other
+    :data:`_SAMPLES` times and the way with the faster best time wins: a slow spell must
+    last :data:`_SAMPLES` threaded calls to send calls to one thread (a passing one does
+    not), and one fast threaded call brings them back. Now and then a call runs the other
     way, to notice when things change: one in :data:`_PROBE`, or fewer when that way is
-    much slower (its probes cost at most about 1/:data:`_PROBE_SHARE` of the time). The
-    first call runs threaded, the second not.
+    much slower (its probes cost at most about 1/:data:`_PROBE_SHARE` of the time), but
+    at least one in :data:`_PROBE_MAX`. The first two calls run threaded and the next two
+    not; the first of each way is not timed (it may have loaded its kernel or started the
+    thread pool).
     """
 
-    __slots__ = ("times", "calls")
+    __slots__ = ("times", "calls", "seen", "best", "every")
 
     def __init__(self):
         self.times: Tuple[list, list] = ([], [])     # serial, threaded
+        self.seen = [False, False]                    # the first call of a way is not timed
         self.calls = 0
+        self.best: Optional[bool] = None              # threaded? (None: not both ways timed yet)
+        self.every = _PROBE
 
     def threaded(self) -> bool:
-        serial, threaded = self.times
         self.calls += 1
-        if not threaded or not serial:
-            return not threaded
-        t, s = _median(threaded), _median(serial)
-        best = t <= s
-        # probe the other way less often the worse it is: probes cost at most ~1/_PROBE_SHARE
-        every = max(_PROBE, int(_PROBE_SHARE * max(t, s) / max(min(t, s), 1e-9)))
-        return best if self.calls % every else not best
+        if self.best is None:
+            return not self.times[1]
+        return self.best if self.calls % self.every else not self.best
 
     def record(self, threaded: bool, seconds: float) -> None:
+        if not self.seen[threaded]:           # it may have loaded the kernel or started the threads
+            self.seen[threaded] = True
+            return
         times = self.times[threaded]
         times.append(seconds)
         if len(times) > _SAMPLES:
             del times[0]
+        serial, par = self.times
+        if serial and par:
+            t, s = min(par), min(serial)
+            self.best = t <= s
+            # probe the other way less often the worse it is (probes cost at most ~1/_PROBE_SHARE),
+            # but at least once in _PROBE_MAX calls
+            self.every = min(_PROBE_MAX, max(_PROBE, int(_PROBE_SHARE * max(t, s) / max(min(t, s), 1e-9))))
 
 
 _SAMPLES = 5
-_PROBE = 32
+_PROBE = 64
 _PROBE_SHARE = 20
-
-
-def _median(values: list) -> float:
-    v = sorted(values)
-    return v[len(v) // 2]
+_PROBE_MAX = 256
 
 
 class Kernel:
