@@ -144,6 +144,25 @@ def run_case(case: Case, threads: int, rounds: int, seconds: float) -> dict:
     }
 
 
+def run_breakdown(case: Case, threads: int, rounds: int, seconds: float) -> dict:
+    """Where a pass of ``case`` goes: the whole pass, and the per-call cost of the same layer type on a
+    1x1x4x4 input (argument checks, plan look-up, allocation, two kernel launches on one thread:
+    everything but the kernels' work). Their difference is the kernels' work and, at more
+    than one thread, their parallel launch. Interleaved like the table."""
+    x, g = make_inputs(case.shape, case.out_shape, case.dtype)
+    tiny = Case(case.key, case.title, (1, 1, 4, 4), case.dtype, case.mode, case.kernel, case.stride, case.padding,
+                case.target, False)
+    xt, gt = make_inputs(tiny.shape, tiny.out_shape, tiny.dtype)
+    whole = layer_contender(case.pooling.layer(), x, g, threads, name="pass")
+    small = layer_contender(case.pooling.layer(), xt, gt, threads, name="per-call")
+    with whole.context():
+        m = interleaved({"pass": whole.step, "per_call": small.step}, rounds, seconds)
+    r = m["rounds_s"]
+    p, c = statistics.median(r["pass"]), statistics.median(r["per_call"])
+    return {"case": case.key, "threads": threads, "pass_s": p, "per_call_s": c, "kernels_s": p - c,
+            "per_call_share": statistics.median(b / a for a, b in zip(r["pass"], r["per_call"]))}
+
+
 def run_img2col(case: Case, rounds: int, seconds: float) -> dict:
     """poolkit's img2col backend (the chapter's interface) against the reconstructed chapter method."""
     x = np.random.default_rng(0).standard_normal(case.shape).astype(case.dtype)
@@ -247,6 +266,15 @@ def markdown(report: dict) -> str:
               f"| {'x'.join(map(str, im['input']))} {im['dtype']} | {im['pool']} | {_ms(im['chapter_img2col_s'])} "
               f"| {_ms(im['poolkit_img2col_s'])} | **{im['ratio']:.2f}x** | ≥ {im['target']:g}x "
               f"| {_mark(im['met'], q)} | {'yes' if im['same'] else '**NO**'} |", ""]
+    if report.get("breakdown"):
+        lines += ["## Where a chapter-case pass goes", "",
+                  "| threads | pass | per call (1x1x4x4 input) | kernels and their launch | per-call share |",
+                  "|---:|---:|---:|---:|---:|"]
+        for b in report["breakdown"]:
+            lines.append(f"| {b['threads']} | {_ms(b['pass_s'])} | {_ms(b['per_call_s'])} | {_ms(b['kernels_s'])} "
+                         f"| {b['per_call_share']:.0%} |")
+        lines += ["", "*Per call*: the same layer on a 1x1x4x4 input (argument checks, plan, allocation, kernel "
+                  "calls on one thread); *kernels and their launch*: the pass less that.", ""]
     t = report["threads"][-1]
     lines += ["## Memory kept between forward and backward", "",
               "| case | outputs | poolkit (`saved_nbytes`) | per output | PyTorch | PyTorch / poolkit |",
@@ -335,6 +363,10 @@ def main(argv=None) -> int:
                   f"{case.dtype} {case.pool_text()} ...", file=sys.stderr, flush=True)
             results.append(run_case(case, t, rounds, seconds))
     chapter = quick_case(CASES[0]) if args.quick else CASES[0]
+    breakdown = []
+    if any(c.key == CASES[0].key for c in cases):
+        print("where a chapter-case pass goes ...", file=sys.stderr, flush=True)
+        breakdown = [run_breakdown(chapter, t, rounds, seconds) for t in sorted(threads, reverse=True)]
     print("img2col against the chapter's img2col ...", file=sys.stderr, flush=True)
     img2col = run_img2col(chapter, rounds, seconds)
     ops = [] if args.no_ops else [r for t in sorted(threads, reverse=True)
@@ -349,7 +381,7 @@ def main(argv=None) -> int:
         "other_load": other, "busy": bool(other and other["others"] > BUSY_FRACTION),
         "command": "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) == 1 else
                                                  " " + " ".join(sys.argv[1:] if argv is None else argv)),
-        "cases": results, "img2col": img2col, "ops": ops,
+        "cases": results, "img2col": img2col, "ops": ops, "breakdown": breakdown,
     }
     text = markdown(report) + markdown_ops(ops)
     print(text)

@@ -73,16 +73,19 @@ def require(module: str, purpose: str, hint: str = INSTALL_HINT):
 
 
 @contextlib.contextmanager
-def one_thread():
-    """A context in which NumPy's BLAS and poolkit each run on one thread.
+def pinned_threads(pin: bool):
+    """With ``pin``: NumPy's BLAS and poolkit on one thread each (``--pin-threads``); else as they are.
 
-    The arrays here are small (a training batch of 32 gives matrix products of at
-    most 2,048 x 144 by 144 x 32 and pooling inputs of at most 32,768 elements), so
-    threads gain little, and their hand-offs cost: BLAS threads busy-wait between
-    calls and fight Numba's threads for the cores.  On the 2-core machine of docs/cnn.md an epoch took 3 s with
-    both thread pools at 2 threads, and 0.1 s with one thread each.
-    threadpoolctl comes with scikit-learn.
+    Earlier versions of this script always pinned: on the 2-core machine of
+    docs/cnn.md an epoch took 3 s with both thread pools at 2 threads, and 0.1 s
+    pinned, because the idle threads of each pool spun on the cores the other
+    needed.  poolkit's threads now stop spinning within a tenth of a millisecond
+    (see "Backends and threads" in the README), so the script runs unpinned;
+    ``--pin-threads`` is there to compare.  threadpoolctl comes with scikit-learn.
     """
+    if not pin:
+        yield
+        return
     threadpoolctl = require("threadpoolctl", "limiting BLAS threads")
     with threadpoolctl.threadpool_limits(1, user_api="blas"), poolkit.threads(1):
         yield
@@ -415,13 +418,14 @@ class History:
 
 def train(pool: str, data: Digits, epochs: int = DEFAULTS["epochs"], batch_size: int = DEFAULTS["batch_size"],
           lr: float = DEFAULTS["lr"], momentum: float = DEFAULTS["momentum"], seed: int = DEFAULTS["seed"],
-          progress: bool = True, log=print) -> History:
+          progress: bool = True, log=print, pin: bool = False) -> History:
     """Train the network with pooling ``pool``; test accuracy after every epoch.
 
     The weights come from ``seed`` and the batch order from ``seed + 1``, so runs
     with different pooling see the same batches.  ``log`` gets one line per epoch.
+    ``pin``: NumPy's BLAS and poolkit on one thread each (:func:`pinned_threads`).
     """
-    with one_thread():
+    with pinned_threads(pin):
         return _train(pool, data, epochs, batch_size, lr, momentum, seed, progress, log)
 
 
@@ -502,10 +506,9 @@ def check_torch(pool: str, data: Digits, steps: int = 5, batch_size: int = DEFAU
     torch = require("torch", "`--check-torch`", TORCH_HINT)
     tpool = _torch_pool(pool, torch.nn.functional)
     torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)                        # as one_thread() for NumPy and poolkit: tiny tensors
+    torch.set_num_threads(1)                        # tiny tensors: PyTorch's threads gain nothing here
     try:
-        with one_thread():
-            return _check_torch(torch, tpool, pool, data, steps, batch_size, lr, momentum, seed, tolerance, log)
+        return _check_torch(torch, tpool, pool, data, steps, batch_size, lr, momentum, seed, tolerance, log)
     finally:
         torch.set_num_threads(torch_threads)
 
@@ -645,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="use only the first N training images (quick runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--pin-threads", action="store_true",
+                   help="run NumPy's BLAS and poolkit on one thread each (to compare with the default, unpinned)")
     return p
 
 
@@ -698,7 +703,7 @@ def main(argv=None) -> int:
     for pool in pools:
         print(f"{pool} pooling: {args.epochs} epochs, batch {args.batch_size}, "
               f"SGD lr {args.lr} momentum {args.momentum}, seed {args.seed}")
-        h = train(pool, data, args.epochs, progress=not args.no_progress, **hp)
+        h = train(pool, data, args.epochs, progress=not args.no_progress, pin=args.pin_threads, **hp)
         print(f"{pool} pooling: test accuracy {h.final_accuracy:.2%} after {args.epochs} epochs in "
               f"{h.seconds:.1f} s (first epoch, with building the network: {h.epoch_seconds[0]:.1f} s); "
               f"on the test images moved one pixel: {h.shifted_accuracy:.2%}")

@@ -47,6 +47,15 @@ def test_short_run_learns(cnn):
     assert hist.saved_nbytes == 16 * (16 * 4 * 4 + 32 * 2 * 2)
 
 
+def test_pinned_threads_change_nothing_but_speed(cnn):
+    """``--pin-threads`` (BLAS and poolkit on one thread each) trains the same network, loss for loss."""
+    data = cnn.load_data(train_size=200)
+    free = cnn.train("max", data, epochs=1, batch_size=64, progress=False, log=None)
+    pinned = cnn.train("max", data, epochs=1, batch_size=64, progress=False, log=None, pin=True)
+    assert pinned.loss == free.loss and pinned.test_accuracy == free.test_accuracy
+    assert cnn.build_parser().parse_args(["--pin-threads"]).pin_threads
+
+
 @pytest.mark.parametrize("pool", ["max", "avg"])
 def test_check_torch_agrees(cnn, pool, capsys):
     assert cnn.main(["--check-torch", "--pool", pool, "--steps", "5"]) == 0

@@ -7,6 +7,8 @@ input gradient.  All results must be bit-identical (compared as unsigned ints).
 """
 from __future__ import annotations
 
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -90,3 +92,81 @@ def test_threads_context_restores_the_count():
     with poolkit.threads(1):
         assert poolkit.get_num_threads() == 1
     assert poolkit.get_num_threads() == before
+
+
+SPIN_PROBE = """
+import json, os, numpy as np, poolkit
+with poolkit.threads(2):
+    poolkit.max_pool2d(np.ones((4, 4, 64, 64)), 2, backend="numba")   # threaded: the pool starts
+print(json.dumps({"layer": __import__("numba").threading_layer(),
+                  "left": {k: os.environ.get(k) for k in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")}}))
+"""
+
+
+@pytest.mark.parametrize("user", [None, "OMP_WAIT_POLICY=active", "GOMP_SPINCOUNT=123"])
+def test_openmp_threads_spin_briefly_unless_the_user_says_otherwise(user):
+    """poolkit starts Numba's OpenMP runtime with a short spin (README, "Backends and threads"),
+    leaves the environment as it was, and keeps a wait policy the user set."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    env.update(OMP_DISPLAY_ENV="VERBOSE", NUMBA_NUM_THREADS="2", PYTHONPATH=os.pathsep.join(sys.path))
+    if user:
+        k, v = user.split("=")
+        env[k] = v
+    proc = subprocess.run([sys.executable, "-c", SPIN_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    if res["layer"] != "omp" or "GOMP_SPINCOUNT" not in proc.stderr:
+        pytest.skip(f"Numba's threading layer here is {res['layer']!r}, not GNU OpenMP")
+    left = {"GOMP_SPINCOUNT": "123" if user == "GOMP_SPINCOUNT=123" else None, "KMP_BLOCKTIME": None}
+    assert res["left"] == left, "the environment must be left as it was"
+    shown = re.search(r"GOMP_SPINCOUNT = '(\d+)'", proc.stderr).group(1)
+    from poolkit.core.threads import SPIN_ENV
+    if user is None:
+        assert shown == SPIN_ENV["GOMP_SPINCOUNT"]
+    elif user == "GOMP_SPINCOUNT=123":
+        assert shown == "123"
+    else:
+        assert shown != SPIN_ENV["GOMP_SPINCOUNT"]     # the runtime's own count for an active policy
+
+
+def test_threads_are_used_while_they_measure_faster():
+    """A kernel call big enough for threads runs threaded first, then serial, then whichever of the
+    two measured faster, probing the other way now and then -- less often the slower it is."""
+    from poolkit.backends.numba.jit import _PROBE, _PROBE_MAX, _PROBE_SHARE, _Choice
+
+    c = _Choice()
+    for way, seconds in ((True, 1.0), (True, 5e-3), (False, 1.0), (False, 1e-3)):
+        assert c.threaded() is way             # two calls each way; the first of each is not timed
+        c.record(way, seconds)
+    # serial 5x faster: serial, with rare threaded probes
+    ways = []
+    for _ in range(4 * _PROBE_SHARE * 5):
+        way = c.threaded()
+        c.record(way, 5e-3 if way else 1e-3)
+        ways.append(way)
+    probes = sum(ways)
+    assert 0 < probes <= len(ways) // min(_PROBE_MAX, _PROBE_SHARE * 5) + 1
+    for _ in range(2 * 5):                      # threads become fast (the other core freed up)
+        c.record(True, 0.2e-3)
+    ways = [c.threaded() for _ in range(2 * _PROBE)]
+    assert sum(ways) >= len(ways) - 2, "the faster way must win once its times say so"
+
+
+def test_threaded_and_serial_runs_of_one_call_give_the_same_bits():
+    """The same large call, again and again: threaded, serial and probes alike give the same bits."""
+    x = make_input(np.random.default_rng(5), (4, 8, 64, 64), np.float64, "ties")
+    with poolkit.threads(2):
+        runs = []
+        for _ in range(6):
+            y, idx = poolkit.max_pool2d(x, 3, 2, 1, return_indices=True, backend="numba")
+            gx = poolkit.max_pool2d_backward(np.ones_like(y), idx, x.shape, backend="numba")
+            runs.append((bits(y), bits(gx)))
+    assert all(np.array_equal(a, b) for r in runs[1:] for a, b in zip(r, runs[0]))
+    from poolkit.backends.numba import fast
+    forward = fast._KERNELS[(3, 3, 2)]["max_forward"]
+    assert any(c.times[0] and c.times[1] for c in forward._choices.values()), "both ways must have run"

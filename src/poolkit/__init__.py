@@ -55,9 +55,10 @@ def wait_for_kernels(timeout: Optional[float] = None) -> bool:
     """Wait until the kernels compiling in the background are ready.
 
     The default backend answers a call whose Numba kernel is not compiled yet
-    with NumPy (the same bits) and compiles the kernel in a background thread.
-    Call this before timing poolkit, or before forking worker processes that
-    should inherit compiled kernels.
+    with NumPy (the same bits) while a compile worker process compiles the
+    kernel; a later call installs it.  This waits for the compiles and installs
+    their kernels.  Call it before timing poolkit, or before forking worker
+    processes that should inherit compiled kernels.
 
     Parameters
     ----------
@@ -89,7 +90,8 @@ def info() -> dict:
     ``"memory"`` when none can be written), ``kernel_cache_dir`` the folder and
     ``cached_kernels`` how many compiled kernels it holds; ``compile_mode`` and
     ``compiling`` tell whether the ``"auto"`` backend serves calls while their kernels
-    compile in the background, and how many are queued.
+    compile in the background, and how many are not installed yet; ``compiler`` who
+    compiles them (``"process"``: the compile worker; ``"thread"``: a thread of this process).
     """
     import platform
 
@@ -117,4 +119,5 @@ def info() -> dict:
         "cached_kernels": _cache.cached_kernels(),
         "compile_mode": _jit.COMPILE_MODE,
         "compiling": status["pending"],
+        "compiler": status["compiler"],
     }

@@ -12,8 +12,19 @@ called: a layer, or the functional pair) and reports, as one JSON line:
     or the kernels did (``"kernel"``);
 ``ready_s``
     from the start of that first pass until the background compile is done
-    (:func:`poolkit.backends.numba.jit.background_wait` returns): the kernels are
-    compiled, or loaded from the cache, and written to the cache folder;
+    and its kernels are installed in the process (the kernels are compiled,
+    or loaded from the cache, and written to the cache folder);
+``during``
+    (cold processes, ``spec["during"]``) how the loop runs while the kernels
+    compile elsewhere: from the first pass until they are installed, the
+    process alternates blocks of about :data:`DURING_BLOCK_S` of passes
+    through the default backend and through the NumPy backend alone
+    (``"img2col"``, the same call), and reports ``ratio``, the NumPy blocks'
+    time over the default backend's (1.0: compiling costs the loop nothing;
+    the default backend's blocks include installing the compiled kernels),
+    ``median_ratio`` (of the block pairs), ``pairs``, ``passes`` and
+    ``seconds``.  The blocks that ran after every kernel was installed do not
+    count;
 ``steady_s``, ``steady_served_by``
     the best of ``passes`` more passes once the kernels serve;
 ``correct``
@@ -55,6 +66,10 @@ __all__ = ["Case", "CASES", "CASE_NAMES", "REFERENCE_MAX_ELEMENTS", "cache_files
 
 #: Inputs larger than this (elements) are checked against ``img2col`` instead of the slow reference.
 REFERENCE_MAX_ELEMENTS = 4_000_000
+#: Length of one block of the during-compile measurement (``spec["during"]``), in seconds.
+DURING_BLOCK_S = 0.01
+#: The during-compile measurement gives up after this many seconds (the compile may take longer).
+DURING_MAX_S = 300.0
 
 #: Variables that choose the kernel cache or the compile mode: a child starts without them
 #: (the test suite, for one, sets ``POOLKIT_COMPILE=foreground``), then gets what its scenario says.
@@ -158,11 +173,13 @@ CASES: Tuple[Case, ...] = (
 CASE_NAMES = tuple(c.name for c in CASES)
 
 
-def child_spec(case: Case, *, backend: str = "auto", wait: bool = True, passes: int = 0) -> dict:
-    """What a child process runs: ``case`` through ``backend``; ``wait`` for the background compile,
-    then ``passes`` more timed passes (the steady state)."""
+def child_spec(case: Case, *, backend: str = "auto", wait: bool = True, passes: int = 0,
+               during: bool = False) -> dict:
+    """What a child process runs: ``case`` through ``backend``; ``wait`` for the background compile
+    (``during``: measuring the loop meanwhile, see ``during`` above), then ``passes`` more timed
+    passes (the steady state)."""
     return dict(asdict(case), out_shape=list(case.out_shape), oracle=case.oracle, backend=backend, wait=wait,
-                passes=passes)
+                passes=passes, during=during)
 
 
 # --------------------------------------------------------------------------- #
@@ -205,7 +222,11 @@ def _child(spec: dict) -> dict:
     out["first_s"] = time.perf_counter() - t
     out["fallbacks"] = served.fallbacks
     out["served_by"] = "NumPy" if served.fallbacks else "kernel"
-    if spec["wait"]:
+    if spec["wait"] and spec.get("during"):
+        out["during"], done = _during(poolkit, spec, x, g, results)
+        out["ready"] = done and _jit.background_wait(timeout=600)
+        out["ready_s"] = time.perf_counter() - t
+    elif spec["wait"]:
         out["ready"] = _jit.background_wait(timeout=600)
         out["ready_s"] = time.perf_counter() - t
     if spec["passes"]:
@@ -220,14 +241,67 @@ def _child(spec: dict) -> dict:
         out["steady_s"] = best
         out["steady_served_by"] = "NumPy" if served.fallbacks > before else "kernel"
     expected = _make_step(poolkit, spec, spec["oracle"])(x, g)
-    out["correct"] = all(len(r) == len(expected) and all(np.array_equal(a, b) for a, b in zip(r, expected))
-                         for r in results)
+    out["correct"] = (all(len(r) == len(expected) and all(np.array_equal(a, b) for a, b in zip(r, expected))
+                          for r in results) and not out.get("during", {}).get("mismatches"))
     out["checked_passes"] = len(results)
     info = poolkit.info()
     for key in ("kernel_cache", "kernel_cache_dir", "cached_kernels", "compile_mode", "compiling", "threads"):
         out[key] = info[key]
-    out["compile_failures"] = _jit.background_status()["failed"]
+    status = _jit.background_status()
+    out["compile_failures"] = status["failed"]
+    out["compiler"] = status["compiler"]
     return out
+
+
+def _during(poolkit, spec: dict, x, g, results: list) -> Tuple[dict, bool]:
+    """The loop while the kernels compile elsewhere: blocks of passes through the default backend
+    and through NumPy alone, alternating, until every kernel is installed (see ``during``).
+
+    Returns the figures and whether the kernels were installed within :data:`DURING_MAX_S`.
+    The last result of every block is compared with NumPy's (``mismatches``), and one of each
+    kind goes to ``results`` for the check against the oracle.
+    """
+    import statistics
+
+    import numpy as np
+    from poolkit.backends.numba import jit as _jit
+
+    ours = _make_step(poolkit, spec, spec["backend"])
+    numpy_ = _make_step(poolkit, spec, "img2col")
+    t = time.perf_counter()
+    base = numpy_(x, g)
+    per = max(time.perf_counter() - t, 1e-6)
+    results.append(base)
+    k = max(1, int(round(DURING_BLOCK_S / per)))
+    pairs: List[Tuple[float, float]] = []
+    passes, mismatches, start = 0, 0, time.perf_counter()
+    done = False
+    last: Any = None
+    while time.perf_counter() - start < DURING_MAX_S:
+        if not _jit.background_status()["pending"]:
+            done = True
+            break
+        t = time.perf_counter()
+        for _ in range(k):
+            last = ours(x, g)
+        a = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in range(k):
+            numpy_(x, g)
+        n = time.perf_counter() - t
+        pairs.append((a, n))
+        passes += k
+        mismatches += not all(np.array_equal(u, v) for u, v in zip(last, base))
+    seconds = time.perf_counter() - start
+    if last is not None:
+        results.append(last)
+    out: Dict[str, Any] = {"pairs": len(pairs), "passes": passes, "block_passes": k, "seconds": seconds,
+                           "mismatches": mismatches, "ratio": None, "median_ratio": None}
+    if pairs:                          # none when the kernels were installed before a block ran
+        out.update(ratio=sum(n for _, n in pairs) / sum(a for a, _ in pairs),
+                   median_ratio=statistics.median(n / a for a, n in pairs),
+                   ours_s=sum(a for a, _ in pairs) / passes, numpy_s=sum(n for _, n in pairs) / passes)
+    return out, done
 
 
 def _child_main() -> None:
@@ -282,12 +356,13 @@ def _note(row: dict, text: str) -> None:
     row["note"] = "; ".join(filter(None, (row.get("note"), text)))
 
 
-def cold_and_warm(case: Case = CASES[0], *, passes: Tuple[int, int] = (0, 0),
+def cold_and_warm(case: Case = CASES[0], *, passes: Tuple[int, int] = (0, 0), during: bool = False,
                   env_extra: Optional[Mapping[str, str]] = None, timeout: float = 900) -> List[dict]:
     """Two fresh processes on one new, empty cache folder (``POOLKIT_CACHE_DIR``): cold, then warm.
 
     Both use the default backend and compile mode and wait for the background
-    compile; ``passes`` are the steady-state passes of each.  Each row gets
+    compile (``during``: the cold one measures the loop meanwhile, see ``during``
+    in the module notes); ``passes`` are the steady-state passes of each.  Each row gets
     ``scenario`` ("cold" or "warm") and ``cache_files`` (kernels in the folder
     afterwards); a warm process that added kernels gets a ``note``.  The
     folder is removed afterwards.
@@ -297,7 +372,7 @@ def cold_and_warm(case: Case = CASES[0], *, passes: Tuple[int, int] = (0, 0),
         env = dict(env_extra or {}, POOLKIT_CACHE_DIR=folder)
         rows = []
         for scenario, n in zip(("cold", "warm"), passes):
-            row = run_child(child_spec(case, passes=n), env, timeout=timeout)
+            row = run_child(child_spec(case, passes=n, during=during and scenario == "cold"), env, timeout=timeout)
             row.update(scenario=scenario, cache_files=cache_files(folder))
             rows.append(row)
         cold, warm = rows
@@ -321,7 +396,7 @@ def measure_case(case: Case, *, env_extra: Optional[Mapping[str, str]] = None, t
     """Every process of one table row: cold and warm (:func:`cold_and_warm`, with the steady state
     in the warm one and one kernel pass after the compile in the cold one), and for
     ``case.numba_waits`` a cold ``backend="numba"`` process on another empty folder."""
-    cold, warm = cold_and_warm(case, passes=(1, 10), env_extra=env_extra, timeout=timeout)
+    cold, warm = cold_and_warm(case, passes=(1, 10), during=True, env_extra=env_extra, timeout=timeout)
     numba = None
     if case.numba_waits:
         folder = tempfile.mkdtemp(prefix="poolkit-first-call-")

@@ -1,9 +1,28 @@
-"""Thread count of the numba backend.
+"""Thread count of the numba backend, and how its threads share the cores.
 
 Numba's own setting rules (``NUMBA_NUM_THREADS`` caps the pool when Numba
 starts).  On import poolkit also honours ``POOLKIT_NUM_THREADS`` and, failing
 that, ``OMP_NUM_THREADS``, the variable most numerical libraries read.
 Like Numba's, the setting is per calling thread.
+
+Sharing the cores: OpenMP runtimes keep their threads spinning after a
+parallel region, waiting for the next one -- GNU OpenMP for about 3.5 ms
+(``GOMP_SPINCOUNT`` 300,000), Intel's for 200 ms (``KMP_BLOCKTIME``) --
+and OpenBLAS's threads for about 50 ms after each call.  A spinning thread
+holds its core, so when poolkit's kernels and a BLAS call alternate (a
+training step: convolution, pooling, convolution), each waits for the other's
+idle spinners and both slow down many times over.  poolkit's policy: its
+threads spin for about 0.1 ms (``GOMP_SPINCOUNT=10000``, ``KMP_BLOCKTIME=0``
+while Numba's OpenMP runtime starts, unless the user set ``OMP_WAIT_POLICY``,
+``GOMP_SPINCOUNT`` or ``KMP_BLOCKTIME``), long enough to bridge the gap between
+a forward and a backward kernel, too short to fight a BLAS call; BLAS's own
+threads are left as the user set them.  An OpenMP runtime that another
+library loaded before poolkit's first threaded kernel keeps that library's
+settings (Numba then shares it).  :data:`SPIN_ENV` holds what is set.
+Where the cores are taken anyway, a kernel runs on one thread: each kernel
+measures its threaded and single-thread calls and takes the faster
+(:class:`poolkit.backends.numba.jit._Choice`), so the thread count set here is
+the most a kernel uses.
 
 Fork: the pool's worker threads do not survive ``os.fork`` (with GNU OpenMP a
 forked child that enters a parallel region is killed or hangs).  A process
@@ -22,6 +41,10 @@ import numpy as np
 
 __all__ = ["get_num_threads", "set_num_threads", "threads"]
 
+#: What poolkit puts in the environment while Numba's OpenMP runtime starts (see the module notes),
+#: when none of these variables is set and ``OMP_WAIT_POLICY`` is not either.
+SPIN_ENV = {"GOMP_SPINCOUNT": "10000", "KMP_BLOCKTIME": "0"}
+
 # Numba's C getter and setter of the calling thread's count, once the pool has started: its
 # public functions take a process-wide lock on every call (13.6 s instead of 2.7 s for
 # `with threads(n)` from 8 Python threads at once).
@@ -30,10 +53,33 @@ _raw: Optional[Tuple[Callable[[], int], Callable[[int], None]]] = None
 _forked_child = False
 
 
+def _start_pool() -> int:
+    """Start Numba's thread pool (if it has not started) with poolkit's spin policy; its thread count."""
+    try:
+        from numba.np.ufunc import parallel as _parallel
+        started = bool(_parallel._is_initialized)
+    except (ImportError, AttributeError):
+        started = False
+    user = ("OMP_WAIT_POLICY",) + tuple(SPIN_ENV)
+    if started or any(os.environ.get(v, "").strip() for v in user):
+        return numba.get_num_threads()
+    # OpenMP runtimes read these once, when they load: set them for that moment only.
+    saved = {k: os.environ.get(k) for k in SPIN_ENV}
+    os.environ.update(SPIN_ENV)
+    try:
+        return numba.get_num_threads()                 # loads the threading layer and starts the pool
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _raw_pair() -> Tuple[Callable[[], int], Callable[[int], None]]:
     global _raw
     if _raw is None:
-        n = numba.get_num_threads()                    # starts the pool if needed
+        n = _start_pool()
         try:
             from numba.np.ufunc import parallel as _parallel
             pair = (_parallel._get_num_threads, _parallel._set_num_threads)
@@ -68,7 +114,7 @@ def _check_count(n) -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (an int, 1 to ``numba.config.NUMBA_NUM_THREADS``) for large inputs.
+    """Use up to ``n`` threads (an int, 1 to ``numba.config.NUMBA_NUM_THREADS``) for large inputs.
 
     Results do not depend on it: every output and every input gradient is
     computed by one thread, in a fixed order.  In a child forked after the
@@ -147,5 +193,6 @@ def _from_environment() -> None:
         except ValueError:
             return
         if n >= 1:
+            _start_pool()
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
         return

@@ -18,10 +18,14 @@ could otherwise be loaded stale after an upgrade; a new hash is a new folder.
 Several processes may compile into one folder at once (Dask workers, test
 runners): each cache file is written to a temporary name and renamed, and the
 index that maps signatures to files is updated under a file lock, so no
-process loses another's entry or reads half a file.
+process loses another's entry or reads half a file.  A kernel is compiled
+under a lock of its own (:func:`compile_lock`, files in ``locks/``): the
+first process compiles it, the others wait and then load it, so each kernel is
+compiled once per folder however many processes need it at the same time.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import hashlib
@@ -32,7 +36,7 @@ from typing import Callable, List, Optional, Tuple
 import filelock
 from numba.core import caching
 
-__all__ = ["cache_folder", "function_cache", "cached_kernels", "SOURCE_HASH"]
+__all__ = ["cache_folder", "use_folder", "function_cache", "cached_kernels", "compile_lock", "SOURCE_HASH"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -81,11 +85,64 @@ def cache_folder() -> Tuple[str, Optional[str]]:
     ``"user"`` or ``"memory"`` (no folder could be written; ``folder`` is None).
     Decided once per process, at the first kernel.
     """
+    if _CHOSEN is not None:
+        return _CHOSEN
     for where, root in _candidates():
         folder = os.path.join(root, f"kernels-{SOURCE_HASH}")
         if _writable(folder):
             return where, folder
     return "memory", None
+
+
+_CHOSEN: Optional[Tuple[str, Optional[str]]] = None
+
+
+def use_folder(chosen: Optional[Tuple[str, Optional[str]]]) -> None:
+    """Use ``chosen`` (a :func:`cache_folder` result) instead of deciding: a compile worker takes
+    its caller's folder, or none when the caller has none. Call before the first kernel."""
+    global _CHOSEN
+    _CHOSEN = None if chosen is None else (str(chosen[0]), None if chosen[1] is None else str(chosen[1]))
+    cache_folder.cache_clear()
+
+
+def compile_lock(name: str):
+    """A lock, shared by every process using the cache folder, held while kernel ``name`` compiles.
+
+    ``name`` says which kernel and signature (any string: it is hashed). The first process
+    to take it compiles and saves; the others wait, then find the kernel in the cache. A
+    no-op lock when kernels stay in memory (nothing to share) or the lock file cannot be made.
+    """
+    folder = cache_folder()[1]
+    if folder is None:
+        return contextlib.nullcontext()
+    locks = os.path.join(folder, "locks")
+    try:
+        os.makedirs(locks, exist_ok=True)
+    except OSError:
+        return contextlib.nullcontext()
+    digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+    return _QuietLock(os.path.join(locks, f"{digest}.lock"))
+
+
+class _QuietLock:
+    """``filelock.FileLock`` that becomes a no-op when its file cannot be opened (read-only folder)."""
+
+    def __init__(self, path: str):
+        self._lock = filelock.FileLock(path)
+        self._held = False
+
+    def __enter__(self):
+        try:
+            self._lock.acquire()
+            self._held = True
+        except OSError:
+            self._held = False
+        return self
+
+    def __exit__(self, *exc):
+        if self._held:
+            self._lock.release()
+        return False
 
 
 def cached_kernels() -> int:

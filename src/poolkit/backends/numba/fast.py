@@ -91,36 +91,6 @@ def _run(xs, T, rs, vm, vk, dv, KH, KW, SW, OP):
 
 
 @njit(inline="always")
-def _pool_row(xf, x0, rs, o1, k1, o0, n, dv, KH, KW, SW, OP):
-    # n >= narrow windows SW apart from xf[x0] -> o1/k1[o0:o0+n] in vector blocks; the last
-    # block moves back to end at n (it recomputes a few outputs, with the same result).
-    wide, narrow = block_width(xf, WIDE), block_width(xf, NARROW)     # constants per dtype
-    if n >= wide:
-        for b in range(0, n, wide):
-            c = min(b, n - wide)
-            pool_block(xf, x0 + c * SW, rs, o1, k1, o0 + c, dv, KH, KW, SW, WIDE, OP)
-    else:
-        for b in range(0, n, narrow):
-            c = min(b, n - narrow)
-            pool_block(xf, x0 + c * SW, rs, o1, k1, o0 + c, dv, KH, KW, SW, NARROW, OP)
-
-
-@njit(inline="always")
-def _tile_grad_row(g1, k1, o0, gx1, x0, rs, n, dv, KH, KW, OP):
-    # Backward of n >= narrow windows that tile the input, in blocks (overlapping last block:
-    # each element is written, not added, so writing it twice changes nothing).
-    wide, narrow = block_width(g1, WIDE), block_width(g1, NARROW)
-    if n >= wide:
-        for b in range(0, n, wide):
-            c = min(b, n - wide)
-            grad_tile_block(g1, k1, o0 + c, gx1, x0 + c * KW, rs, dv, KH, KW, WIDE, OP)
-    else:
-        for b in range(0, n, narrow):
-            c = min(b, n - narrow)
-            grad_tile_block(g1, k1, o0 + c, gx1, x0 + c * KW, rs, dv, KH, KW, NARROW, OP)
-
-
-@njit(inline="always")
 def _tile_grad_scalar(plane, gs, ks, r0, n, dv, zero, KH, KW, SW, OP):
     # The same for rows of fewer windows than a narrow block, element by element.
     for jh in range(KH):
@@ -312,7 +282,7 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
             DH, oha, ohb, owa, owb, Wv = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
             nrow, ncol = ohb - oha, owb - owa
             rs = U(DH * W)
-            narrow = block_width(x, NARROW)
+            narrow, wide = block_width(x, NARROW), block_width(x, WIDE)
             virtual = Wv > 0 and nrow > 0 and 0 < ncol < narrow
             T = (nrow - 1) * Wv + ncol if virtual else 0
             dv = divisor[0, 0]
@@ -344,18 +314,32 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
             vm = np.empty(T, dtype=x.dtype)
             vk = np.empty(T if OP != AVG else 0, dtype=off.dtype)
             for p in range(lo, hi):
-                xf = x[p].reshape(H * W)
                 if T > 0:
+                    xf = x[p].reshape(H * W)
                     _run(xf[th[0, oha] * W + tw[0, owa]:], T, rs, vm, vk, dv, KH, KW, SW, OP)
                     if OP != AVG:
                         _compact_rows(vm, out[p], vk, off[p], oha, ohb - oha, owa, owb, Wv)
                     else:
                         _compact_rows(vm, out[p], vm, out[p], oha, ohb - oha, owa, owb, Wv)
                 elif ncol >= narrow:
+                    # Rows of vector blocks; the last block of a row moves back to end at ncol (it
+                    # recomputes a few outputs, with the same result). The blocks are called from
+                    # here: an inlined helper that loops takes a reference on each array it is
+                    # given (two atomic operations per array and row, which Numba cannot prune
+                    # across the loop), and atomics on one array from two threads contend.
                     for oh in range(oha, ohb):
-                        _pool_row(x1, (p * H + th[0, oh]) * W + tw[0, owa], rs, o1, k1,
-                                   (p * OH + oh) * OW + owa, ncol, dv, KH, KW, SW, OP)
+                        x0 = (p * H + th[0, oh]) * W + tw[0, owa]
+                        o0 = (p * OH + oh) * OW + owa
+                        if ncol >= wide:
+                            for b in range(0, ncol, wide):
+                                c = min(b, ncol - wide)
+                                pool_block(x1, x0 + c * SW, rs, o1, k1, o0 + c, dv, KH, KW, SW, WIDE, OP)
+                        else:
+                            for b in range(0, ncol, narrow):
+                                c = min(b, ncol - narrow)
+                                pool_block(x1, x0 + c * SW, rs, o1, k1, o0 + c, dv, KH, KW, SW, NARROW, OP)
                 elif ncol > 0:
+                    xf = x[p].reshape(H * W)
                     for oh in range(oha, ohb):
                         kr = off[p, oh, owa:owb] if OP != AVG else vk
                         _run(xf[th[0, oh] * W + tw[0, owa]:], ncol, rs, out[p, oh, owa:owb], kr, dv,
@@ -401,21 +385,33 @@ def _make(KH: int, KW: int, SW: int) -> Dict[str, Kernel]:
             dv = divisor[0, 0]
             if OP == AVG and ohb > oha and owb > owa:
                 dv = divisor[oha, owa]                      # the same for every interior window
-            narrow = block_width(g1, NARROW)
+            narrow, wide = block_width(g1, NARROW), block_width(g1, WIDE)
             if OP == MAX and check:                         # one scan over the chunk's offsets
                 bad[lo] = _count_invalid(k1, lo * OH * OW, (hi - lo) * OH * OW, KH * KW, sentinel)
             for p in range(lo, hi):
                 plane = gx[p]
                 if tile:
+                    # Rows of vector blocks, as in forward (the overlapping last block writes
+                    # some elements twice, which changes nothing: they are written, not added);
+                    # the helpers only where they have something to do.
                     for oh in range(OH):
-                        if OW >= narrow:
-                            _tile_grad_row(g1, k1, (p * OH + oh) * OW, gx1, (p * H + th[0, oh]) * W, W, OW, dv,
-                                           KH, KW, OP)
+                        o0 = (p * OH + oh) * OW
+                        x0 = (p * H + th[0, oh]) * W
+                        if OW >= wide:
+                            for b in range(0, OW, wide):
+                                c = min(b, OW - wide)
+                                grad_tile_block(g1, k1, o0 + c, gx1, x0 + c * KW, W, dv, KH, KW, WIDE, OP)
+                        elif OW >= narrow:
+                            for b in range(0, OW, narrow):
+                                c = min(b, OW - narrow)
+                                grad_tile_block(g1, k1, o0 + c, gx1, x0 + c * KW, W, dv, KH, KW, NARROW, OP)
                         else:
                             _tile_grad_scalar(plane, g[p, oh], off[p, oh] if OP == MAX else g[p, oh], th[0, oh],
                                               OW, dv, zero, KH, KW, SW, OP)
-                        _zero_tail(plane, th[0, oh], KH, OW * SW, W)
-                    _zero_rows_from(plane, OH * KH, H, W)
+                        if OW * SW < W:
+                            _zero_tail(plane, th[0, oh], KH, OW * SW, W)
+                    if OH * KH < H:
+                        _zero_rows_from(plane, OH * KH, H, W)
                     continue
                 done = 0
                 for oh in range(OH):

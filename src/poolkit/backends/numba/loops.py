@@ -3,7 +3,8 @@
 Generic kernels (``_kernels``) handle every geometry; specialised kernels
 (``_fast``) take over for the common channels-first strided windows.  Inputs
 below :data:`PARALLEL_MIN_ELEMENTS` run on the calling thread, larger ones on
-Numba's thread pool (see :func:`poolkit.set_num_threads`).
+Numba's thread pool (see :func:`poolkit.set_num_threads`) while that measures
+faster than the calling thread alone (:class:`.jit._Choice`).
 
 A kernel that is not compiled yet raises :class:`._jit.NotCompiled` here; the
 backends built on this module (``"numba"`` and ``"auto"``, :mod:`.served`)
