@@ -24,9 +24,9 @@ Usage::
 
 ``--pool`` takes ``max``, ``avg``, ``lp`` (power-average, p=2), ``fractional``
 (fractional max pooling) or ``none`` (no pooling: the linear layer then sees
-all 32x8x8 activations).  ``lp`` and ``fractional`` need a poolkit that has
-``LPPool2d`` / ``FractionalMaxPool2d``; with an older one they stop with a
-message saying so.
+all 32x8x8 activations).  ``lp`` and ``fractional`` use ``poolkit.LPPool2d``
+and ``poolkit.FractionalMaxPool2d``; a poolkit without them (before 0.1.0's
+Lp and fractional pooling) stops with a message saying so.
 
 Needs ``pip install 'poolkit[examples]'`` (scikit-learn, tqdm, matplotlib);
 ``--check-torch`` also needs PyTorch.  docs/cnn.md walks through this file.
@@ -48,7 +48,7 @@ INSTALL_HINT = "pip install 'poolkit[examples]'"
 TORCH_HINT = "pip install 'poolkit[bench]' (PyTorch 2.13, the CPU build)"
 
 POOLINGS = ("max", "avg", "lp", "fractional", "none")
-# the poolkit class each pooling choice needs; lp and fractional arrive in a later poolkit
+# the poolkit class each pooling choice needs (checked, so an older poolkit gets a clear message)
 POOL_CLASS = {"max": "MaxPool2d", "avg": "AvgPool2d", "lp": "LPPool2d",
               "fractional": "FractionalMaxPool2d", "none": None}
 LP_NORM = 2                 # lp pooling: sqrt of the sum of squares over each window
@@ -628,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a small CNN with poolkit pooling on scikit-learn's 8x8 digits.",
         epilog=f"Needs: {INSTALL_HINT} (scikit-learn, tqdm, matplotlib); --check-torch needs PyTorch.")
     p.add_argument("--pool", choices=POOLINGS, default="max",
-                   help="pooling after each convolution (default: max); lp and fractional need a newer poolkit")
+                   help="pooling after each convolution (default: max)")
     p.add_argument("--compare", action="store_true",
                    help="train with every pooling this poolkit has and print a table")
     p.add_argument("--plot", metavar="FILE.png", help="draw the learning curves (needs matplotlib)")
