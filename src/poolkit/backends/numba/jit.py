@@ -53,6 +53,7 @@ import marshal
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
 import types as pytypes
@@ -219,14 +220,33 @@ def _make_driver(body, tag: str):
 
 def spec_of(fn: Callable) -> tuple:
     """What a compile worker needs to rebuild the kernel function ``fn``: ``("fn", module, code, name,
-    qualname, cells)``.
+    qualname, cells, rebound)``.
 
     The code object travels as ``marshal`` bytes (the worker runs the same Python), the
     closure as its values (numbers and strings here), and the globals are the module's,
     imported by name in the worker; so the rebuilt function has the same Numba cache key.
+    A kernel made with globals of its own (one helper per variant bound under a shared
+    name, as the pyramid kernels' row function) lists them in ``rebound``: pairs of the
+    name it uses and the module-level name of the object bound to it.
     """
     cells = tuple(c.cell_contents for c in (fn.__closure__ or ()))
-    return ("fn", fn.__module__, marshal.dumps(fn.__code__), fn.__name__, fn.__qualname__, cells)
+    module = sys.modules[fn.__module__].__dict__
+    rebound = []
+    if fn.__globals__ is not module:
+        for name in fn.__code__.co_names:
+            if name not in fn.__globals__ or module.get(name, _MISSING) is fn.__globals__[name]:
+                continue
+            value = fn.__globals__[name]
+            found = [k for k, v in module.items() if v is value]
+            if not found:
+                raise TypeError(f"kernel {fn.__qualname__}: its global {name!r} is no object of "
+                                f"{fn.__module__}, so a compile worker could not rebuild it")
+            rebound.append((name, found[0]))
+    return ("fn", fn.__module__, marshal.dumps(fn.__code__), fn.__name__, fn.__qualname__, cells,
+            tuple(rebound))
+
+
+_MISSING = object()
 
 
 class _Choice:
@@ -469,8 +489,10 @@ def _build(spec: tuple):
     if spec[0] == "driver":
         disp = _make_driver(_build(spec[1]), spec[2])
     else:
-        _, module, code, name, qualname, cells = spec
+        _, module, code, name, qualname, cells, rebound = spec
         scope = importlib.import_module(module).__dict__
+        if rebound:
+            scope = dict(scope, **{k: scope[v] for k, v in rebound})
         fn = pytypes.FunctionType(marshal.loads(code), scope, name, None,
                                   tuple(pytypes.CellType(c) for c in cells) or None)
         fn.__qualname__ = qualname
