@@ -190,18 +190,24 @@ class Client:
             except subprocess.TimeoutExpired:      # output closed but not exited yet: leave it
                 pass
 
-    def close(self) -> None:
-        """Close this process's ends of the pipes; the worker finishes what it was asked, then exits."""
+    def _detach(self):
+        """Mark this client dead and close this process's ends of the pipes; the process object, if any."""
         self.dead = True
         proc, self.proc = self.proc, None
+        if proc is not None:
+            for f in (proc.stdin, proc.stdout):
+                try:
+                    if f is not None:
+                        f.close()          # this process's copies only: a fork's parent keeps its own
+                except OSError:
+                    pass
+        return proc
+
+    def close(self) -> None:
+        """Close this process's ends of the pipes; the worker finishes what it was asked, then exits."""
+        proc = self._detach()
         if proc is None:
             return
-        for f in (proc.stdin, proc.stdout):
-            try:
-                if f is not None:
-                    f.close()
-            except OSError:
-                pass
         # A worker still finishing its compiles is not an error: no "still running" warning.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
@@ -209,17 +215,9 @@ class Client:
 
     def abandon(self) -> None:
         """In a forked child: the worker is the parent's. Close the inherited pipe ends, touch nothing else."""
-        self.dead = True
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for f in (proc.stdin, proc.stdout):
-            try:
-                if f is not None:
-                    f.close()              # this process's copies only: the parent's stay open
-            except OSError:
-                pass
-        proc.returncode = 0                # not this process's child: never wait for it here
+        proc = self._detach()
+        if proc is not None:
+            proc.returncode = 0            # not this process's child: never wait for it here
 
 
 def _json_path() -> str:
