@@ -41,6 +41,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..explain.options import add_value_options
 from .contenders import (PEER_PACKAGES, PEERS, POOLKIT_METHODS, Contender, Pooling, peer_contender,
     poolkit_contender, same, tolerance)
 from .first_call import CASES as FIRST_CALL_CASES, cold_and_warm
@@ -537,16 +538,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who.add_argument("--threads", type=_int_arg(1), default=None, metavar="N",
                      help="threads for poolkit's numba backend and for PyTorch (default: poolkit's setting, "
                           "from POOLKIT_NUM_THREADS, OMP_NUM_THREADS or all cores)")
-    who.add_argument("--backends", default="numba,img2col", metavar="LIST",
-                     help="poolkit methods, comma-separated: numba, img2col, reference (default: numba,img2col); "
-                          "peers named here (numba,torch) replace --peers auto")
-    who.add_argument("--peers", default="auto", metavar="LIST",
-                     help="other libraries timed beside poolkit: auto (those installed), none, "
-                          "or a list of pytorch (or torch), jax (default: auto)")
+    add_value_options(who, [
+        ("--backends", "LIST", "numba,img2col",
+         "poolkit methods, comma-separated: numba, img2col, reference (default: numba,img2col); "
+         "peers named here (numba,torch) replace --peers auto"),
+        ("--peers", "LIST", "auto",
+         "other libraries timed beside poolkit: auto (those installed), none, "
+         "or a list of pytorch (or torch), jax (default: auto)"),
+    ])
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    out.add_argument("--plot", metavar="FILE.png", default=None,
-                     help="also draw a bar chart of the times (needs matplotlib)")
+    add_value_options(out, [
+        ("--plot", "FILE.png", None,
+         "also draw a bar chart of the times (needs matplotlib)"),
+    ])
     parser.set_defaults(_bench_parser=parser)
 
 

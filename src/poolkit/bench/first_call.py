@@ -449,6 +449,34 @@ def _not_run(name: str, title: str, reason: str) -> dict:
             "ok": True, "correct": True}
 
 
+def _read_only_run(name: str, title: str, measure: Callable[[Tuple[str, ...], str], dict]) -> dict:
+    """The record of one scenario that runs its children with the package folder read-only.
+
+    Parameters
+    ----------
+    name, title : str
+        The scenario's key and its heading.
+    measure : callable
+        ``measure(prefix, base)`` runs the children behind ``prefix`` (:func:`read_only_prefix`),
+        with ``base`` a new scratch folder, and returns the rest of the record: ``expect``,
+        ``processes``, ``ok``, ``correct`` and ``as_expected``.
+
+    Returns
+    -------
+    record : dict
+        ``"not run"``, with the reason, where no read-only mount can be made.  The scratch
+        folder is removed afterwards, whatever happened.
+    """
+    prefix, why = read_only_prefix(_PACKAGE)
+    if prefix is None:
+        return _not_run(name, title, why)
+    base = tempfile.mkdtemp(prefix="poolkit-first-call-")
+    try:
+        return {"name": name, "title": title, "status": "run", **measure(prefix, base)}
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def read_only_package(case: Case = CASES[0], *, env_extra: Optional[Mapping[str, str]] = None,
                       timeout: float = 900) -> dict:
     """The package folder read-only, no cache variable set, ``XDG_CACHE_HOME`` a new folder.
@@ -457,12 +485,7 @@ def read_only_package(case: Case = CASES[0], *, env_extra: Optional[Mapping[str,
     below ``XDG_CACHE_HOME``), and a second process loads them from there
     without compiling (no kernel added).
     """
-    name, title = "read-only-package", "read-only package folder"
-    prefix, why = read_only_prefix(_PACKAGE)
-    if prefix is None:
-        return _not_run(name, title, why)
-    base = tempfile.mkdtemp(prefix="poolkit-first-call-")
-    try:
+    def measure(prefix: Tuple[str, ...], base: str) -> dict:
         xdg = os.path.join(base, "xdg")
         env = dict(env_extra or {}, XDG_CACHE_HOME=xdg)
         processes = []
@@ -484,12 +507,12 @@ def read_only_package(case: Case = CASES[0], *, env_extra: Optional[Mapping[str,
             else:
                 _note(second, f"{second['cache_files'] - first['cache_files']} more kernels: "
                               f"some kernel was compiled again")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    return {"name": name, "title": title, "status": "run", "expect": "user", "processes": processes,
-            "ok": all(p["ok"] for p in processes), "correct": all(p["ok"] and p["correct"] for p in processes),
-            "as_expected": all(p["ok"] and p["kernel_cache"] == "user" for p in processes)
-            and 0 < first["cache_files"] == second["cache_files"]}
+        return {"expect": "user", "processes": processes, "ok": all(p["ok"] for p in processes),
+                "correct": all(p["ok"] and p["correct"] for p in processes),
+                "as_expected": all(p["ok"] and p["kernel_cache"] == "user" for p in processes)
+                and 0 < first["cache_files"] == second["cache_files"]}
+
+    return _read_only_run("read-only-package", "read-only package folder", measure)
 
 
 def nothing_writable(case: Case = CASES[0], *, env_extra: Optional[Mapping[str, str]] = None,
@@ -497,12 +520,7 @@ def nothing_writable(case: Case = CASES[0], *, env_extra: Optional[Mapping[str, 
     """The package folder read-only, and ``POOLKIT_CACHE_DIR`` and ``XDG_CACHE_HOME`` below a regular
     file (folders no one can create): kernels stay in memory (``kernel_cache == "memory"``), and
     results are still correct."""
-    name, title = "nothing-writable", "nothing writable"
-    prefix, why = read_only_prefix(_PACKAGE)
-    if prefix is None:
-        return _not_run(name, title, why)
-    base = tempfile.mkdtemp(prefix="poolkit-first-call-")
-    try:
+    def measure(prefix: Tuple[str, ...], base: str) -> dict:
         blocker = os.path.join(base, "a-file")
         with open(blocker, "w") as f:
             f.write("not a folder\n")
@@ -512,11 +530,10 @@ def nothing_writable(case: Case = CASES[0], *, env_extra: Optional[Mapping[str, 
         row.update(scenario="only process", cache_files=0)
         if row["ok"] and row["kernel_cache"] != "memory":
             _note(row, f"expected kernel_cache 'memory', but got {row['kernel_cache']} ({row['kernel_cache_dir']})")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    return {"name": name, "title": title, "status": "run", "expect": "memory", "processes": [row],
-            "ok": row["ok"], "correct": row["ok"] and row["correct"],
-            "as_expected": row["ok"] and row["kernel_cache"] == "memory"}
+        return {"expect": "memory", "processes": [row], "ok": row["ok"], "correct": row["ok"] and row["correct"],
+                "as_expected": row["ok"] and row["kernel_cache"] == "memory"}
+
+    return _read_only_run("nothing-writable", "nothing writable", measure)
 
 
 SCENARIOS = {"read-only-package": read_only_package, "nothing-writable": nothing_writable}

@@ -36,6 +36,7 @@ import resource
 import sys
 from typing import Optional, Tuple
 
+from ..explain.options import add_value_options
 from ..multiscale.spec import EDGES, METHODS
 
 _LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
@@ -48,39 +49,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pooled levels to write (default: until a level fits one chunk)")
     parser.add_argument("--method", choices=METHODS, default="mean",
                         help="reduction per window (default: mean; mode for label images)")
-    parser.add_argument("--factor", default="2", metavar="F[,F...]",
-                        help="window length per pooled axis, one int or one per pooled axis (default: 2)")
-    parser.add_argument("--factors", default=None, metavar="auto|F,F,F:F,F,F:...",
-                        help="per-level factors: a schedule, one level per ':' (each one int or one per pooled "
-                             "axis), or 'auto': pool an axis only while its pixel stays within sqrt(2) of the "
-                             "coarsest (from --scale), e.g. z waits until the voxels are nearly isotropic")
-    parser.add_argument("--scale", default=None, metavar="S[,S...]",
-                        help="level 0's pixel size per axis (default: an OME-Zarr input's, else 1)")
-    parser.add_argument("--stop", default=None, metavar="L[,L...]",
-                        help="per axis: pool it only while it is longer than L (default: no per-axis stop)")
+    add_value_options(parser, [
+        ("--factor", "F[,F...]", "2",
+         "window length per pooled axis, one int or one per pooled axis (default: 2)"),
+        ("--factors", "auto|F,F,F:F,F,F:...", None,
+         "per-level factors: a schedule, one level per ':' (each one int or one per pooled "
+         "axis), or 'auto': pool an axis only while its pixel stays within sqrt(2) of the "
+         "coarsest (from --scale), e.g. z waits until the voxels are nearly isotropic"),
+        ("--scale", "S[,S...]", None,
+         "level 0's pixel size per axis (default: an OME-Zarr input's, else 1)"),
+        ("--stop", "L[,L...]", None,
+         "per axis: pool it only while it is longer than L (default: no per-axis stop)"),
+    ])
     parser.add_argument("--edge", choices=EDGES, default="partial",
                         help="partial windows at the far edges: reduce them (partial) or drop them (trim)")
-    parser.add_argument("--chunks", default=None, metavar="C[,C...]",
-                        help="output chunk length, one int or one per axis (default: the input's chunks; "
-                             "1024 per axis in 2-D, 128 in 3-D for .npy and untiled TIFF)")
-    parser.add_argument("--shards", default="auto", metavar="auto|none|S[,S...]",
-                        help="Zarr v3 shards: auto (default: one file per task and level), none, or a shape "
-                             "in multiples of the chunks")
-    parser.add_argument("--codec", default="zstd", metavar="NAME[:LEVEL]",
-                        help="chunk compression: zstd (default), blosc-lz4, blosc-zstd, gzip or none, e.g. zstd:1")
-    parser.add_argument("--axes", default=None, metavar="NAMES",
-                        help="axis names from 'tczyx' in that order, e.g. cyx (default: an OME-Zarr input's, "
-                             "else the last ndim letters)")
-    parser.add_argument("--pool", default=None, metavar="NAMES",
-                        help="the axes to pool, by name, e.g. yx to leave z alone (default: the space axes)")
-    parser.add_argument("--memory", default=None, metavar="SIZE",
-                        help="memory target of the running tasks, e.g. 512M or 2G (default: 256M, a peak "
-                             "below 0.5 GiB; when resuming: the interrupted run's)")
+    add_value_options(parser, [
+        ("--chunks", "C[,C...]", None,
+         "output chunk length, one int or one per axis (default: the input's chunks; "
+         "1024 per axis in 2-D, 128 in 3-D for .npy and untiled TIFF)"),
+        ("--shards", "auto|none|S[,S...]", "auto",
+         "Zarr v3 shards: auto (default: one file per task and level), none, or a shape "
+         "in multiples of the chunks"),
+        ("--codec", "NAME[:LEVEL]", "zstd",
+         "chunk compression: zstd (default), blosc-lz4, blosc-zstd, gzip or none, e.g. zstd:1"),
+        ("--axes", "NAMES", None,
+         "axis names from 'tczyx' in that order, e.g. cyx (default: an OME-Zarr input's, "
+         "else the last ndim letters)"),
+        ("--pool", "NAMES", None,
+         "the axes to pool, by name, e.g. yx to leave z alone (default: the space axes)"),
+        ("--memory", "SIZE", None,
+         "memory target of the running tasks, e.g. 512M or 2G (default: 256M, a peak "
+         "below 0.5 GiB; when resuming: the interrupted run's)"),
+    ])
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="tasks at once (default: the CPU count, or the cluster's threads)")
-    parser.add_argument("--scheduler", default="threads", metavar="threads|processes|synchronous|tcp://ADDRESS",
-                        help="where tasks run (default: threads); tcp://... connects to a dask.distributed "
-                             "scheduler, whose workers must see INPUT and OUTPUT")
+    add_value_options(parser, [
+        ("--scheduler", "threads|processes|synchronous|tcp://ADDRESS", "threads",
+         "where tasks run (default: threads); tcp://... connects to a dask.distributed "
+         "scheduler, whose workers must see INPUT and OUTPUT"),
+    ])
     parser.add_argument("--ngff-version", choices=("0.4", "0.5"), default="0.5", dest="ngff_version",
                         help="OME-NGFF version (default: 0.5 on Zarr v3; 0.4 on Zarr v2)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")

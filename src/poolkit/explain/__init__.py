@@ -38,6 +38,7 @@ a 2x2 output that is the chapter's [[1,2],[3,4]]).
 #   text      the terminal walk-through;  jsonout  --format json;  figures  --png
 #   html      --html: the interactive page (template page.html: its CSS and script)
 #   cli       add_arguments(parser) and run(args), used by poolkit.cli
+#   options   add_value_options: options that take a value, as rows (poolkit bench and pyramid too)
 from __future__ import annotations
 
 from .cli import add_arguments, run

@@ -9,6 +9,7 @@ names the option, exit code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from . import figures
 from .compute import explain_results
 from .html import render_html
 from .jsonout import render_json
+from .options import add_value_options
 from .parse import ExplainError
 from .text import render_text
 from .words import LANGS, TEXT, words_for
@@ -46,35 +48,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--kernel", "3", "--lang", "zh"]).kernel
     '3'
     """
-    parser.add_argument("--mode", default="both", metavar="{max,avg,min,sum,lp,both}",
-                        help="which pooling to show: max, avg (or mean), min, sum, lp (Lp, power-average) "
-                             "or both: max and avg (default: both)")
-    parser.add_argument("--norm-type", default=None, metavar="P",
-                        help="--mode lp: the power p, any number but 0, or inf or -inf (default 2; inf is max "
-                             "pooling of |x|, -inf min pooling of |x|; write --norm-type=-inf)")
-    parser.add_argument("--kernel", default=None, metavar="F",
-                        help="window size: 2, or 2,3 for height,width (default 2)")
-    parser.add_argument("--stride", default=None, metavar="S", help="step between windows (default: --kernel)")
-    parser.add_argument("--padding", default=None, metavar="P", help="padding on each side (default 0)")
-    parser.add_argument("--dilation", default=None, metavar="D",
-                        help="spacing between window taps (default 1)")
+    add_value_options(parser, [
+        ("--mode", "{max,avg,min,sum,lp,both}", "both",
+         "which pooling to show: max, avg (or mean), min, sum, lp (Lp, power-average) "
+         "or both: max and avg (default: both)"),
+        ("--norm-type", "P", None,
+         "--mode lp: the power p, any number but 0, or inf or -inf (default 2; inf is max "
+         "pooling of |x|, -inf min pooling of |x|; write --norm-type=-inf)"),
+        ("--kernel", "F", None,
+         "window size: 2, or 2,3 for height,width (default 2)"),
+        ("--stride", "S", None,
+         "step between windows (default: --kernel)"),
+        ("--padding", "P", None,
+         "padding on each side (default 0)"),
+        ("--dilation", "D", None,
+         "spacing between window taps (default 1)"),
+    ])
     parser.add_argument("--ceil-mode", action="store_true", help="round the output size up, as PyTorch's ceil_mode")
     parser.add_argument("--exclude-pad", action="store_true",
                         help="mean pooling: divide by the taps inside the input (count_include_pad=False)")
-    parser.add_argument("--input", default=None, metavar="MATRIX",
-                        help='input plane: "1 3 2 1; 4 2 1 5; ..." or a .npy file (default: the chapter\'s 4x4 grid)')
-    parser.add_argument("--grad", default=None, metavar="MATRIX",
-                        help="upstream gradient, shaped like the output (default: 1, 2, ..., n; "
-                             "for a 2x2 output the chapter's [[1,2],[3,4]])")
+    add_value_options(parser, [
+        ("--input", "MATRIX", None,
+         'input plane: "1 3 2 1; 4 2 1 5; ..." or a .npy file (default: the chapter\'s 4x4 grid)'),
+        ("--grad", "MATRIX", None,
+         "upstream gradient, shaped like the output (default: 1, 2, ..., n; "
+         "for a 2x2 output the chapter's [[1,2],[3,4]])"),
+    ])
     parser.add_argument("--lang", default="en", choices=LANGS, help="language of the text (zh: Chinese)")
     parser.add_argument("--format", default=None, choices=("text", "json"), dest="format",
                         help="text (default; with --html only when asked for) or json: one object per mode, "
                              "a list for both")
-    parser.add_argument("--png", default=None, metavar="DIR", help="also write figures (PNG) into DIR; needs matplotlib")
-    parser.add_argument("--html", default=None, metavar="FILE",
-                        help="write the walk-through as one interactive page (self-contained HTML: open it "
-                             "in a browser, no network needed; '-' for stdout), with the chapter's figures "
-                             "as presets; FILE#selftest checks it")
+    add_value_options(parser, [
+        ("--png", "DIR", None,
+         "also write figures (PNG) into DIR; needs matplotlib"),
+        ("--html", "FILE", None,
+         "write the walk-through as one interactive page (self-contained HTML: open it "
+         "in a browser, no network needed; '-' for stdout), with the chapter's figures "
+         "as presets; FILE#selftest checks it"),
+    ])
     parser.add_argument("--no-color", action="store_true", help="no ANSI colours (also off when NO_COLOR is set "
                                                                  "or the output is not a terminal)")
     parser.add_argument("--width", type=int, default=80, help=argparse.SUPPRESS)
@@ -111,7 +122,7 @@ def run(args) -> int:
     """
     if args.png is not None:
         try:
-            import matplotlib  # noqa: F401
+            importlib.import_module("matplotlib")      # only to learn, before any work, that --png can draw
         except ImportError:
             sys.stderr.write(figures.PLOT_HINT + "\n")
             return 2

@@ -71,7 +71,8 @@ def parse_matrix(value, option: str = "--input") -> np.ndarray:
     Raises
     ------
     ExplainError
-        Naming ``option`` and the bad value.
+        Naming ``option`` and the bad value (a file it cannot load, empty or ragged rows,
+        a value that is not a number, or more than one 2-D plane).
 
     Examples
     --------
@@ -147,7 +148,7 @@ def parse_pair(value, option: str, minimum: int) -> Tuple[int, int]:
     Raises
     ------
     ExplainError
-        Naming ``option`` and the bad value.
+        Naming ``option`` and the bad value (not one or two integers of at least ``minimum``).
 
     Examples
     --------

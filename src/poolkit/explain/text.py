@@ -321,10 +321,8 @@ def route_line(r: dict, words: dict, i: int, j: int) -> str:
 
     Parameters
     ----------
-    r : dict
-        One result of :func:`poolkit.explain_pooling`.
-    words : dict
-        :data:`.words.TEXT` in one language.
+    r, words : dict
+        One result and the phrases of one language, as for :func:`window_formula`.
     i, j : int
         The output position whose upstream gradient is sent back.
 
