@@ -34,7 +34,7 @@ RSS of its process tree sampled every 50 ms (psutil):
 
 ``floor``, in this process on all cores (a thread per core): decode every input chunk once,
 encode every output chunk once (the levels poolkit wrote, in zarr's default codec) and write
-the bytes to files; the time of decoding poolkit's levels is measured apart and subtracted.
+the bytes to files with poolkit's writer (``O_DIRECT`` where it works); the time of decoding poolkit's levels is measured apart and subtracted.
 
 Each result is compared with poolkit's output level by level (in slabs): "equal", or the share
 of values that differ. The report goes to ``results/pyramid-disk.md`` (``--quick``:
@@ -231,7 +231,7 @@ def compare(a_path: str, b_path: str) -> str:
 def measure_floor(src: str, levels: List[str], scratch: str, threads: int) -> dict:
     import zarr
 
-    from poolkit.multiscale.chunkio import Codec, chunk_boxes, layout_of
+    from poolkit.multiscale.chunkio import FileSink, chunk_boxes, layout_of
 
     def chunk_files(path):
         arr = zarr.open_array(path, mode="r")
@@ -260,8 +260,9 @@ def measure_floor(src: str, levels: List[str], scratch: str, threads: int) -> di
         with lock:
             counter[0] += 1
             n = counter[0]
-        with open(os.path.join(scratch, str(n)), "wb") as f:
-            f.write(blob)
+        sink = FileSink(os.path.join(scratch, str(n)))     # poolkit's writer: O_DIRECT where it works
+        sink.write(blob)
+        sink.close()
         return data.nbytes
 
     def decode_tasks(path, encode):

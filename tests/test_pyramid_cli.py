@@ -88,6 +88,23 @@ def test_zarr_input_processes_scheduler_and_overwrite(tmp_path):
     assert levels[-1].shape == (3, 10, 13)                    # the first level that fits a 16x16 chunk
 
 
+def test_no_direct_io_writes_the_same_files(tmp_path):
+    """O_DIRECT (the default where it works) and the page cache (--no-direct-io): the same bytes, file by file."""
+    x = rng.integers(0, 4000, (100, 130)).astype(np.uint16)
+    np.save(tmp_path / "in.npy", x)
+    for out, extra in (("direct.ome.zarr", ()), ("cached.ome.zarr", ("--no-direct-io",))):
+        proc = run_cli("in.npy", out, "--chunks", "16", "--shards", "32", *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+
+    def files(root):
+        return {os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f), "rb").read()
+                for d, _, names in os.walk(root) for f in names if f != "zarr.json"}
+
+    a, b = files(tmp_path / "direct.ome.zarr"), files(tmp_path / "cached.ome.zarr")
+    assert len(a) > 10 and a.keys() == b.keys()
+    assert all(a[k] == b[k] for k in a if "journal" not in k)
+
+
 def test_error_exits_2_with_one_line(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"not an npy file")
     proc = run_cli("bad.npy", "out.ome.zarr", cwd=tmp_path)

@@ -97,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the plan (tasks, bytes per task, levels per stage, expected peak) and exit")
     parser.add_argument("--fsync", action="store_true",
                         help="flush every file to the disk before its task counts as done (power cuts)")
+    parser.add_argument("--no-direct-io", action="store_false", dest="direct_io",
+                        help="write through the page cache, not with O_DIRECT (e.g. on a network file system)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     parser.set_defaults(_pyramid_parser=parser)
 
@@ -239,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
         if show and client is not None:
             print(f"running on {scheduler}; dashboard: {client.dashboard_link}", file=sys.stderr)
         result = _write(source, args.output, kwargs, overwrite=args.overwrite, resume=args.resume,
-                        fsync=args.fsync, progress=show)
+                        fsync=args.fsync, direct_io=args.direct_io, progress=show)
     except BrokenPipeError:
         raise                           # `poolkit pyramid ... --plan | head`: main() handles it
     except MemoryTooSmall as exc:

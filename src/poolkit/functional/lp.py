@@ -81,7 +81,8 @@ def lp_forward(rank, pytorch_name, x, norm_type, kernel_size, stride, ceil_mode,
         return y, (LpState(p, ctx, np.sign(x).astype(pol.compute, copy=False)) if keep else None)
     pol = dtype_policy(x.dtype, LP)
     xc = x.astype(pol.compute) if pol.converts else x
-    with np.errstate(invalid="ignore"):                  # a negative x to a fractional p: NaN, as PyTorch
+    # A negative x to a fractional p: NaN; a zero to a negative p: inf (both as PyTorch).
+    with np.errstate(invalid="ignore", divide="ignore"):
         t = np.power(xc, xc.dtype.type(p))
     # PyTorch's avg_pool call: count_include_pad=True, no divisor_override (its 3-D size rule included).
     prep = strided(AVG, rank, pytorch_name, t, kernel_size, stride, padding, dilation, ceil_mode, **kw)

@@ -400,7 +400,7 @@ def write_pyramid(x, store, *, levels: Optional[int] = None, factor: Union[int, 
                   scale: Union[None, float, Sequence[float]] = None, stop=None,
                   units: Optional[Dict[str, str]] = None, version: str = "0.5", name: str = "image",
                   memory: Optional[int] = None, workers: Optional[int] = None, scheduler=None,
-                  fsync: bool = False, progress: bool = False) -> list:
+                  fsync: bool = False, direct_io: bool = True, progress: bool = False) -> list:
     """Pool ``x`` into a pyramid and write it as an OME-NGFF multiscale image, region by region.
 
     Parameters
@@ -462,6 +462,12 @@ def write_pyramid(x, store, *, levels: Optional[int] = None, factor: Union[int, 
     fsync : bool
         Flush every file to the disk before its task counts as done (for power cuts; a killed
         process loses nothing without it).
+    direct_io : bool
+        Write chunk and shard files with ``O_DIRECT`` where the file system allows it (Linux),
+        bypassing the page cache: the output is not read again soon, and the copy into the
+        cache costs more CPU time than encoding (benchmarks/README.md, "Direct writes").
+        ``False`` writes through the page cache, e.g. on a network file system where every
+        direct write waits for the server.
     progress : bool
         Show a progress bar (tqdm, on stderr) with throughput and time left.
 
@@ -503,11 +509,12 @@ def write_pyramid(x, store, *, levels: Optional[int] = None, factor: Union[int, 
                                  chunks=chunks, shards=shards, codec=codec, edge=edge, factors=factors,
                                  scale=scale, stop=stop, units=units, version=version, name=name,
                                  memory=memory, workers=workers, scheduler=scheduler),
-                  overwrite=bool(overwrite), resume=bool(resume), fsync=bool(fsync), progress=bool(progress)).shapes
+                  overwrite=bool(overwrite), resume=bool(resume), fsync=bool(fsync), direct_io=bool(direct_io),
+                  progress=bool(progress)).shapes
 
 
 def _write(x, store, args: dict, *, overwrite: bool, resume: bool, fsync: bool, progress: bool,
-           on_start=None) -> Result:
+           direct_io: bool = True, on_start=None) -> Result:
     import zarr
 
     from .regions import JOURNAL, Job, Journal, execute, task_threads
@@ -567,7 +574,7 @@ def _write(x, store, args: dict, *, overwrite: bool, resume: bool, fsync: bool, 
         if on_start is not None:
             on_start(st.plan)
         job = Job(st.source, os.fspath(store) if isinstance(store, (str, os.PathLike)) else store, st.plan,
-                  copy_level0=st.copy_level0, fsync=fsync, threads=task_threads())
+                  copy_level0=st.copy_level0, fsync=fsync, direct_io=direct_io, threads=task_threads())
         bar = _Bar(st.plan, done, progress)
         start = time.perf_counter()
         ran = [0]

@@ -51,6 +51,7 @@ class Job:
     plan: Plan
     copy_level0: bool = False
     fsync: bool = False
+    direct_io: bool = True          # chunk files written with O_DIRECT where the file system allows it
     threads: int = 1
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -86,7 +87,7 @@ class _IO:
             if level not in self._writers:
                 arr = self._array(level)
                 lay = layout_of(arr)
-                self._writers[level] = FastWriter(lay, self.job.fsync) if lay is not None else _ZarrWriter(arr)
+                self._writers[level] = FastWriter(lay, self.job.fsync, self.job.direct_io) if lay is not None else _ZarrWriter(arr)
             return self._writers[level]
 
     def reader(self, level: int):
