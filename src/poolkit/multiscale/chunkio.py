@@ -328,6 +328,7 @@ class FileSink:
             self._put(view)
             return
         buf = self._buf
+        assert buf is not None           # staged: a direct file has its buffer until closed
         while len(view):
             n = min(len(view), _STAGE - self._fill)
             buf[self._fill:self._fill + n] = view[:n]
@@ -343,7 +344,7 @@ class FileSink:
     def close(self) -> None:
         """Write what is staged, cut the padding off, flush if asked and close the file."""
         try:
-            if self._fill:
+            if self._fill and self._buf is not None:
                 n = self._fill
                 padded = -(-n // _ALIGN) * _ALIGN
                 self._buf[n:padded] = bytes(padded - n)
@@ -563,7 +564,7 @@ class FastWriter:
         for scoords, spart in chunk_boxes(box, lay.shards):
             index = np.full((int(np.prod(per)), 2), _EMPTY, dtype="<u8")
             path = lay.key(scoords)
-            f = None
+            f: Optional[FileSink] = None
             offset = 0
             try:
                 # Inner chunks in C order, streamed to the file: memory holds one encoded chunk.
