@@ -553,11 +553,11 @@ class FastWriter:
                 if blob is None:
                     self._remove(path)
                     continue
-                f = self._open(path)
+                sink = self._open(path)
                 try:
-                    f.write(blob)
+                    sink.write(blob)
                 finally:
-                    self._close(f)
+                    self._close(sink)
                 written += len(blob)
             return written
         per = tuple(s // c for s, c in zip(lay.shards, lay.chunks))
