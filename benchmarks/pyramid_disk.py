@@ -13,7 +13,10 @@ Cases (``--size full`` / ``medium`` / ``quick``):
 * ``2d-uint16-mean``: 65536**2 / 32768x16384 / 4096**2 uint16 (12-bit noise, 0..4095) in 1024**2
   chunks (512**2 quick), mean, 6 / 5 / 3 levels;
 * ``3d-labels-mode``: 1024**3 / 512**3 / 256**3 uint8 labels (blobs of 3**3 voxels, 20 labels)
-  in 128**3 chunks (64**3 quick), mode, 3 / 2 / 2 levels.
+  in 128**3 chunks (64**3 quick), mode, 3 / 2 / 2 levels;
+* ``3d-uint16-mean``, only when named in ``--cases``: 1024x4096x4096 (32 GiB, larger than the
+  project machine's RAM) / 256x2048x1024 / 64x256x256 uint16 noise in 128**3 chunks (32**3 quick),
+  mean, 5 / 3 / 2 levels.
 
 The input is written chunk by chunk as a Zarr v3 array with zarr's defaults (zstd), never whole
 in memory, into ``--workdir`` (default: a temporary folder on the same disk as /tmp), and
@@ -64,7 +67,11 @@ CASES = {
                         "quick": ((4096, 4096), 512, 3)}, "uint16", "mean"),
     "3d-labels-mode": ({"full": ((1024,) * 3, 128, 3), "medium": ((512,) * 3, 128, 2),
                         "quick": ((256,) * 3, 64, 2)}, "uint8", "mode"),
+    # Larger than this machine's 23 GiB of RAM (32 GiB); not run by default (--cases 3d-uint16-mean).
+    "3d-uint16-mean": ({"full": ((1024, 4096, 4096), 128, 5), "medium": ((256, 2048, 1024), 128, 3),
+                        "quick": ((64, 256, 256), 32, 2)}, "uint16", "mean"),
 }
+DEFAULT_CASES = ["2d-uint16-mean", "3d-labels-mode"]
 CONTENDERS = ["poolkit", "poolkit-processes", "ngff-zarr", "ome-zarr-py", "dask.coarsen", "xarray-multiscale", "copy"]
 DEFAULT_CONTENDERS = ["copy", "poolkit", "ngff-zarr", "ome-zarr-py", "dask.coarsen", "xarray-multiscale", "floor"]
 
@@ -445,8 +452,13 @@ def human(n: float) -> str:
 def table(records: List[dict], args) -> str:
     import platform
 
+    cmd = f"python benchmarks/pyramid.py --on-disk --size {args.size}"
+    if args.cases != DEFAULT_CASES:
+        cmd += " --cases " + " ".join(args.cases)
+    if args.contenders != DEFAULT_CONTENDERS:
+        cmd += " --contenders " + " ".join(args.contenders)
     lines = [f"# Pyramids on disk ({args.size})", "",
-             f"`python benchmarks/pyramid.py --on-disk --size {args.size}`, {platform.machine()}, "
+             f"`{cmd}`, {platform.machine()}, "
              f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Generated: do not edit.", ""]
     for case in dict.fromkeys(r["case"] for r in records):
@@ -478,7 +490,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="= --size quick")
     parser.add_argument("--size", choices=["full", "medium", "quick"], default="full")
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=DEFAULT_CASES)
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS + ["floor"], default=DEFAULT_CONTENDERS)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--workdir", default=None, help="where inputs and outputs go (default: a temp folder)")

@@ -512,3 +512,13 @@ def test_first_call_py_refuses_unknown_rows(tmp_path):
     assert proc.returncode == 2
     assert "--rows" in proc.stderr and "'chapter-max,nope'" in proc.stderr and "read-only-package" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_direct_writes_py_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "direct_writes.py"), "--gib", "0.01",
+                           "--file-mib", "0.25", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines[1:]] == ["buffered", "direct"] * 2
+    assert all("s wall" in ln and "s system" in ln for ln in lines[1:])
+    assert os.listdir(tmp_path) == []                                  # every file removed

@@ -22,10 +22,11 @@ file from an interrupted run is removed); shards hold their inner chunks in C or
 index at the end, protected by crc32c.
 
 Files are written with ``O_DIRECT`` where the platform and the file system allow it
-(:class:`FileSink`): a pyramid's output is written once and not read again soon, and on this
-project's machine the page cache cost 1.1-2.3 s of kernel CPU time per GiB written, against
-0.2 s with ``O_DIRECT`` (benchmarks/README.md, "Direct writes"). Elsewhere (tmpfs, macOS,
-Windows) the same code writes through the page cache.
+(:class:`FileSink`): a pyramid's output is written once and not read again soon, and copying it
+into the page cache costs kernel CPU time that the codecs need. On this project's machine, 12 GiB
+of chunk files cost 1.1 s of system CPU time per GiB buffered against 0.4-0.6 s direct, and the
+8 GiB pyramid of benchmarks/README.md ("Direct writes") ran 1.4x faster. Where ``O_DIRECT`` is
+missing or refused the same code writes through the page cache.
 """
 from __future__ import annotations
 

@@ -465,7 +465,7 @@ def write_pyramid(x, store, *, levels: Optional[int] = None, factor: Union[int, 
     direct_io : bool
         Write chunk and shard files with ``O_DIRECT`` where the file system allows it (Linux),
         bypassing the page cache: the output is not read again soon, and the copy into the
-        cache costs more CPU time than encoding (benchmarks/README.md, "Direct writes").
+        cache takes CPU time from the codecs (benchmarks/README.md, "Direct writes").
         ``False`` writes through the page cache, e.g. on a network file system where every
         direct write waits for the server.
     progress : bool
